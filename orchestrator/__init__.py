@@ -1,0 +1,1 @@
+"""Polyharmonic-spline architecture search: search space, spline, proposals, controller."""
