@@ -105,7 +105,7 @@ def _dry_run(experiment: Experiment, site: SiteProfile, backend) -> int:
         controller = Controller(Path(scratch), experiment, site, backend)
         proposal = controller.search.ask(count=1)[0]
         trial = st.Trial("t0000", proposal.params, proposal.kind, proposal.predicted,
-                         proposal.on_boundary, None, time.time())
+                         proposal.on_boundary, time.time())
         spec = controller.build_spec(trial)
         print(backend.render(spec), end="")
     return 0

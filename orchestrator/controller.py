@@ -80,8 +80,8 @@ class Controller:
         """Rebuild state and the search from journal events, in their original order."""
         self.state = st.ExperimentState.from_events(events)
         self.search = self._new_search()
-        for _trial_id, params, value in self.state.measurements:
-            self.search.tell(params, value)
+        for trial_id, params, value in self.state.measurements:
+            self.search.tell(params, value, predicted=self.state.trials[trial_id].predicted)
         self.search.proposal_index = self.state.proposals_made
 
     # -- trials ------------------------------------------------------------------------
@@ -125,11 +125,12 @@ class Controller:
         proposals = self.search.ask(count=count, pending=pending + avoid)
         for proposal in proposals:
             trial_id = self.state.next_trial_id()
-            index = None if proposal.kind == "initial" else self.search.proposal_index - 1
+            # proposals_made lets a resumed search continue the same random sequence.
             self._record({
                 "event": "trial", "trial_id": trial_id, "params": proposal.params,
                 "kind": proposal.kind, "predicted": proposal.predicted,
-                "on_boundary": proposal.on_boundary, "proposal_index": index,
+                "on_boundary": proposal.on_boundary,
+                "proposals_made": self.search.proposal_index,
             })
             predicted = "-" if proposal.predicted is None else f"{proposal.predicted:.3f}"
             logger.info("trial %s (%s): params %s, predicted %s", trial_id, proposal.kind,
@@ -224,7 +225,7 @@ class Controller:
                              self.site.result_grace_s)
                 os.replace(path, path.with_name(f"{path.name}.partial.{int(time.time())}"))
             return False
-        objective = self.experiment.space.objective_name
+        objective = self.experiment.space.objective.name
         value = result.metric(objective) if result.status == "ok" else None
         summary = {key: result.raw.get(key) for key in (
             "top1", "top5", "num_val_images", "epochs", "wall_s", "gpu_hours", "num_params",
@@ -232,7 +233,7 @@ class Controller:
         self._record({"event": "result", "trial_id": trial.trial_id, "job_id": trial.job_id,
                       "status": result.status, "value": value, "result": summary})
         if value is not None:
-            self.search.tell(trial.params, value)
+            self.search.tell(trial.params, value, predicted=trial.predicted)
             self._log_measurement(trial, value)
         else:
             logger.warning("trial %s diverged; recorded as a failed measurement", trial.trial_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from launch.config import ConfigError, Section, load_section, parse_section
+from orchestrator.design import initial_design
 from orchestrator.space import SearchSpace
 
 _DATASETS = ("sklearn-digits", "imagefolder")
@@ -166,11 +167,12 @@ def parse_experiment(root: Section, text: str, base: Path) -> Experiment:
     )
     if not experiment.name.replace("-", "").replace("_", "").isalnum():
         raise root.error("name", f"{experiment.name!r} may contain only letters, digits, - and _")
-    if experiment.search.max_evaluations < len(space.initial_design()):
+    design_size = len(initial_design(space)) * len(space.combinations())
+    if experiment.search.max_evaluations < design_size:
         raise root.error(
             "search",
             f"max_evaluations {experiment.search.max_evaluations} is smaller than the "
-            f"{len(space.initial_design())} points of the initial design; raise it",
+            f"{design_size} points of the initial design; raise it to at least {design_size}",
         )
     return experiment
 

@@ -36,7 +36,7 @@ def _best(state: st.ExperimentState, maximize: bool) -> st.Trial | None:
 def format_summary(state: st.ExperimentState, space: SearchSpace) -> str:
     """Return the method's result table (point type, parameters, measured, predicted)."""
     names = [p.name for p in space.parameters]
-    maximize = space.direction == "maximize"
+    maximize = space.objective.direction == "maximize"
     best = _best(state, maximize)
     header = ["point", "trial", *names, "measured", "predicted"]
     rows = []
@@ -52,7 +52,7 @@ def format_summary(state: st.ExperimentState, space: SearchSpace) -> str:
     if best is not None:
         params = ", ".join(f"{k}={_format_value(v)}" for k, v in best.params.items())
         lines.append(f"best measured point: {best.trial_id} {params} -> "
-                     f"{space.objective_name} {_format_value(best.value)}")
+                     f"{space.objective.name} {_format_value(best.value)}")
     else:
         lines.append("no point was measured")
     return "\n".join(lines)
@@ -61,7 +61,7 @@ def format_summary(state: st.ExperimentState, space: SearchSpace) -> str:
 def format_status(state: st.ExperimentState, space: SearchSpace) -> str:
     """Return the status table of all trials, with attempts and GPU hours."""
     names = [p.name for p in space.parameters]
-    maximize = space.direction == "maximize"
+    maximize = space.objective.direction == "maximize"
     header = ["trial", "kind", "state", "attempts", "job ids", *names, "measured",
               "predicted", "best so far", "gpu h", "note"]
     rows = []

@@ -37,7 +37,6 @@ class Trial:
     kind: str
     predicted: float | None
     on_boundary: dict[str, str]
-    proposal_index: int | None
     created_at: float
     state: str = CREATED
     attempts: list[Attempt] = field(default_factory=list)
@@ -103,11 +102,9 @@ class ExperimentState:
             kind=event["kind"],
             predicted=event.get("predicted"),
             on_boundary=event.get("on_boundary", {}),
-            proposal_index=event.get("proposal_index"),
             created_at=event["time"],
         )
-        if event.get("proposal_index") is not None:
-            self.proposals_made = max(self.proposals_made, event["proposal_index"] + 1)
+        self.proposals_made = max(self.proposals_made, int(event.get("proposals_made", 0)))
 
     def _on_submit_intent(self, event: dict[str, Any]) -> None:
         trial = self.trials[event["trial_id"]]

@@ -1,0 +1,177 @@
+"""Controller tests with the fast function backend: crashes, faults, lease, status."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.journal import KILL_BEFORE_EVENT_ENV, read_journal
+from orchestrator.state import ExperimentState
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+REPO = Path(__file__).resolve().parents[2]
+
+EXPERIMENT = """\
+name: fn-test
+space:
+  parameters:
+    a: {type: int, low: 0, high: 100}
+    b: {type: float, low: 0.0, high: 100.0}
+    c: {type: int, low: 0, high: 100}
+  objective: {name: top1, direction: maximize}
+model: {name: quadratic}
+data: {dataset: imagefolder, root: /tmp}
+search: {seed: 3, epsilon: 0.05, min_distance: 0.05, max_evaluations: 13}
+"""
+
+SITE = """\
+backend: custom
+poll_interval_s: 0.05
+result_grace_s: 1
+max_concurrent_trials: MAX_CONCURRENT
+max_retries: 2
+custom:
+  class: function_backend:FunctionBackend
+  options: {objective: quadratic, delay_s: 0.05, fault_fraction: FAULTS}
+"""
+
+
+def _setup(tmp_path, faults=0.0, concurrent=1):
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT)
+    site = SITE.replace("FAULTS", str(faults)).replace("MAX_CONCURRENT", str(concurrent))
+    (tmp_path / "site.yaml").write_text(site)
+
+
+def _cli(tmp_path, *args, env_extra=None, timeout=120):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(REPO)])
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _measured(directory):
+    state = ExperimentState.from_events(read_journal(directory / "journal.jsonl"))
+    return [(t.trial_id, t.params, t.value) for t in state.trials.values() if t.value is not None]
+
+
+def _jobs_per_trial(directory):
+    counts = {}
+    for trial_dir in sorted((directory / "trials").iterdir()):
+        counts[trial_dir.name] = len(list((trial_dir / "jobs").glob("*.job")))
+    return counts
+
+
+def _wait_for_jobs(directory, timeout=10.0):
+    """Wait until every started fake job has written its exit file."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs = list(directory.glob("trials/*/jobs/*.job"))
+        if all(job.with_suffix(".exit").exists() for job in jobs):
+            return
+        time.sleep(0.05)
+
+
+def test_controller_runs_to_epsilon(tmp_path):
+    _setup(tmp_path)
+    completed = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run")
+    assert completed.returncode == 0, completed.stderr
+    assert "best measured point" in completed.stdout
+    measured = _measured(tmp_path / "run")
+    assert len(measured) >= 9
+    assert all(count == 1 for count in _jobs_per_trial(tmp_path / "run").values())
+
+
+@pytest.mark.slow
+def test_controller_sigkill_resume_matches_uninterrupted(tmp_path):
+    _setup(tmp_path)
+    reference = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "ref")
+    assert reference.returncode == 0, reference.stderr
+    expected = _measured(tmp_path / "ref")
+    events = read_journal(tmp_path / "ref" / "journal.jsonl")
+    # Kill before each of 20 different events: header, trial, submit_intent, submitted,
+    # result and stop events all appear among them.
+    kill_points = sorted({2 + round(i * (len(events) - 2) / 19) for i in range(20)})
+    assert len(kill_points) == 20
+    kinds = set()
+    for point in kill_points:
+        directory = tmp_path / f"kill{point}"
+        kinds.add(events[point - 1]["event"])
+        crashed = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", directory.name,
+                       env_extra={KILL_BEFORE_EVENT_ENV: str(point)})
+        assert crashed.returncode == -signal.SIGKILL, (point, crashed.stderr[-2000:])
+        _wait_for_jobs(directory)
+        resumed = _cli(tmp_path, "resume", directory.name)
+        assert resumed.returncode == 0, (point, resumed.stderr[-2000:])
+        assert _measured(directory) == expected, f"kill before event {point}"
+        jobs = _jobs_per_trial(directory)
+        assert all(count == 1 for count in jobs.values()), (point, jobs)
+    assert {"trial", "submit_intent", "submitted", "result"} <= kinds
+
+
+def test_controller_second_instance_exits_2(tmp_path):
+    _setup(tmp_path)
+    directory = tmp_path / "run"
+    first = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run")
+    assert first.returncode == 0
+    # Pretend a live controller on another host holds the lease.
+    now = time.time()
+    (directory / "lease.json").write_text(json.dumps(
+        {"host": "login2", "pid": 4242, "started": now, "heartbeat": now}))
+    second = _cli(tmp_path, "resume", "run")
+    assert second.returncode == 2
+    assert "pid 4242 on host login2" in second.stderr
+
+
+def test_controller_parallel_initial_design(tmp_path):
+    _setup(tmp_path, concurrent=4)
+    completed = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run")
+    assert completed.returncode == 0, completed.stderr
+    events = read_journal(tmp_path / "run" / "journal.jsonl")
+    # Four trials are submitted before the first result arrives.
+    first_result = next(i for i, e in enumerate(events) if e["event"] == "result")
+    submitted_before = [e for e in events[:first_result] if e["event"] == "submitted"]
+    assert len(submitted_before) == 4
+    assert all(count == 1 for count in _jobs_per_trial(tmp_path / "run").values())
+
+
+@pytest.mark.slow
+def test_controller_survives_faults(tmp_path):
+    _setup(tmp_path, faults=0.6)
+    completed = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run",
+                     timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    directory = tmp_path / "run"
+    state = ExperimentState.from_events(read_journal(directory / "journal.jsonl"))
+    sys.path.insert(0, str(SUPPORT))
+    from function_backend import fault_of
+
+    seen = set()
+    for trial in state.trials.values():
+        fault = fault_of(trial.params, 0.6)
+        classes = [a.classification for a in trial.attempts if a.classification]
+        seen.add(fault)
+        if fault is None:
+            assert trial.state == "done" and classes == []
+        elif fault == "oom":
+            assert trial.state == "infeasible" and classes == ["infeasible"]
+        elif fault == "diverged":
+            assert trial.state == "diverged"
+        elif fault == "timeout":
+            assert trial.state == "done" and classes == ["requeue"]
+            assert trial.requeues == 1 and trial.failures == 0
+        elif fault == "launch":
+            assert trial.state == "done" and classes == ["launch_failure"]
+        elif fault == "train_error":
+            assert trial.state == "done" and classes == ["training_error"]
+            assert trial.failures == 1
+    assert len(seen - {None}) >= 4, seen
+    assert state.stop_reason is not None
+    status = _cli(tmp_path, "status", "run")
+    assert status.returncode == 0
+    assert "requeue" in status.stdout or "infeasible" in status.stdout
