@@ -1,0 +1,548 @@
+"""Distributed data-parallel training of one trial: the entry point on compute nodes.
+
+:func:`run_trial` runs on every rank of a job. It reads the trial spec, forms the
+process group, trains with SGD and a polynomial learning-rate decay, evaluates top-1
+and top-5 accuracy on the validation split, and global rank 0 writes ``result.json``.
+Rank 0 also checkpoints at each epoch end; a rerun of the same spec resumes from the
+newest checkpoint. On SIGUSR1, SIGUSR2 or SIGTERM all ranks stop at the next step, rank
+0 writes a mid-epoch checkpoint and every rank returns ``{"status": "preempted", ...}``.
+
+Run by hand under a launcher with ``python -m jobs.train SPEC.json``, for example
+``torchrun --nproc-per-node 2 --rdzv-id t0003 -m jobs.train trials/t0003/spec.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+
+from jobs.checkpoint import (
+    PreemptionFlag,
+    load_latest_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_atomic,
+)
+from jobs.config import TrialConfig, load_spec
+from jobs.data import load_datasets
+from jobs.distributed import (
+    DistEnv,
+    detect_env,
+    init_process_group,
+    rendezvous_url,
+    select_device,
+)
+from jobs.models import build_model, count_parameters
+
+logger = logging.getLogger(__name__)
+
+RESULT_FORMAT = 1
+# sysexits.h EX_TEMPFAIL: the CLI exit status of a preempted run ("try again later").
+EXIT_PREEMPTED = 75
+
+_previous_handlers: dict[int, Any] = {}
+
+
+def previous_signal_handlers() -> dict[int, Any]:
+    """Return the handlers that the running (or last) :func:`run_trial` replaced.
+
+    Keys are signal numbers (SIGUSR1, SIGUSR2, SIGTERM); values are what
+    ``signal.signal`` returned: a callable, ``SIG_DFL``, ``SIG_IGN`` or None. A launcher
+    wrapper that installs its own handler before calling :func:`run_trial` (for example
+    submitit's requeue handler) can call it after ``run_trial`` returns
+    ``{"status": "preempted"}``; :func:`run_trial` itself never calls them and restores
+    them when it returns.
+    """
+    return dict(_previous_handlers)
+
+
+@dataclass
+class Progress:
+    """Position in training: the epoch in progress and steps done in it and overall."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    prior_wall_s: float = 0.0
+
+
+class SkipSampler(Sampler[int]):
+    """Yield the indices of ``base`` after skipping the first ``skip`` of them.
+
+    A resumed epoch skips the batches it already trained on, with the same order,
+    because :class:`DistributedSampler` derives its order from the seed and epoch only.
+    """
+
+    def __init__(self, base: DistributedSampler) -> None:
+        self.base = base
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = iter(self.base)
+        for _ in range(self.skip):
+            next(indices, None)
+        return indices
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)
+
+
+@dataclass
+class Trainer:
+    """What one epoch of training needs: model, optimizer, data and job context."""
+
+    config: TrialConfig
+    env: DistEnv
+    device: torch.device
+    model: DistributedDataParallel
+    optimizer: torch.optim.Optimizer
+    sampler: DistributedSampler
+    skip_sampler: SkipSampler
+    loader: DataLoader
+    steps_per_epoch: int
+    flag: PreemptionFlag
+    start_time: float
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.train.epochs * self.steps_per_epoch
+
+
+def learning_rate(lr0: float, step: int, total_steps: int, power: float) -> float:
+    """Return the polynomial decay ``lr0 * (1 - step / total_steps) ** power``."""
+    return lr0 * max(0.0, 1.0 - step / total_steps) ** power
+
+
+def _log_step(
+    trainer: Trainer,
+    progress: Progress,
+    loss: float,
+    interval_s: float,
+    interval_steps: int,
+    run_steps: int,
+) -> None:
+    """Log epoch, step, loss, global images/s and the ETA of this run (rank 0 only)."""
+    train = trainer.config.train
+    elapsed = time.monotonic() - trainer.start_time
+    remaining = trainer.total_steps - progress.global_step
+    eta_s = elapsed / max(1, run_steps) * remaining
+    images = interval_steps * train.batch_size_per_rank * trainer.env.world_size
+    logger.info(
+        "%s epoch %d/%d step %d/%d loss %.4f lr %.4g images/s %.1f eta %s",
+        trainer.config.trial_id,
+        progress.epoch + 1,
+        train.epochs,
+        progress.step_in_epoch,
+        trainer.steps_per_epoch,
+        loss,
+        trainer.optimizer.param_groups[0]["lr"],
+        images / max(interval_s, 1e-9),
+        datetime.timedelta(seconds=round(eta_s)),
+    )
+
+
+def train_one_epoch(trainer: Trainer, progress: Progress) -> str:
+    """Train on the rest of the current epoch.
+
+    Each step all-reduces two flags (a preemption signal arrived on some rank, the loss
+    is NaN or infinite on some rank), so all ranks stop at the same step.
+
+    Returns
+    -------
+    str
+        ``"ok"`` at the end of the epoch, ``"preempted"`` or ``"diverged"``.
+    """
+    train = trainer.config.train
+    criterion = nn.CrossEntropyLoss()
+    trainer.model.train()
+    interval_start, interval_steps, run_steps = time.monotonic(), 0, 0
+    for images, targets in trainer.loader:
+        images, targets = images.to(trainer.device), targets.to(trainer.device)
+        lr = learning_rate(train.lr, progress.global_step, trainer.total_steps, train.lr_power)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+        loss = criterion(trainer.model(images), targets)
+
+        flags = torch.tensor(
+            [float(trainer.flag.is_set), float(not torch.isfinite(loss))], device=trainer.device
+        )
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        if flags[1] > 0:
+            return "diverged"
+        if flags[0] > 0:
+            return "preempted"
+
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.optimizer.step()
+        progress.step_in_epoch += 1
+        progress.global_step += 1
+        interval_steps += 1
+        run_steps += 1
+        last = progress.step_in_epoch == trainer.steps_per_epoch
+        if trainer.env.is_main and (interval_steps == train.log_interval or last):
+            _log_step(
+                trainer,
+                progress,
+                loss.item(),
+                time.monotonic() - interval_start,
+                interval_steps,
+                run_steps,
+            )
+            interval_start, interval_steps = time.monotonic(), 0
+    return "ok"
+
+
+def evaluate(
+    model: nn.Module, val_set: Dataset, num_classes: int, trainer: Trainer
+) -> tuple[float, float, int]:
+    """Return top-1 and top-k accuracy in percent and the number of images evaluated.
+
+    Rank r evaluates validation images r, r + world_size, ..., and the correct counts
+    and totals are summed over ranks, so each image is counted exactly once (unlike a
+    padded ``DistributedSampler``). ``k`` is ``min(5, num_classes)``.
+    """
+    env = trainer.env
+    shard = Subset(val_set, range(env.rank, len(val_set), env.world_size))  # type: ignore[arg-type]
+    loader = DataLoader(
+        shard,
+        batch_size=2 * trainer.config.train.batch_size_per_rank,
+        num_workers=trainer.config.data.num_workers,
+    )
+    k = min(5, num_classes)
+    counts = torch.zeros(3, dtype=torch.int64, device=trainer.device)
+    model.eval()
+    with torch.inference_mode():
+        for images, targets in loader:
+            images, targets = images.to(trainer.device), targets.to(trainer.device)
+            correct = model(images).topk(k, dim=1).indices.eq(targets[:, None])
+            counts[0] += correct[:, 0].sum()
+            counts[1] += correct.any(dim=1).sum()
+            counts[2] += targets.numel()
+    dist.all_reduce(counts)
+    top1, topk, total = counts.tolist()
+    if total == 0:
+        return 0.0, 0.0, 0
+    return 100.0 * top1 / total, 100.0 * topk / total, total
+
+
+def _checkpoint(trainer: Trainer, progress: Progress) -> None:
+    """Write a checkpoint of ``progress`` from rank 0; every rank must call this."""
+    rng_states: list[Any] = [None] * trainer.env.world_size
+    dist.all_gather_object(rng_states, rng_state())
+    if trainer.env.is_main:
+        state = {
+            "trial_id": trainer.config.trial_id,
+            "epoch": progress.epoch,
+            "step_in_epoch": progress.step_in_epoch,
+            "global_step": progress.global_step,
+            "sampler_epoch": trainer.sampler.epoch,
+            "world_size": trainer.env.world_size,
+            "batch_size_per_rank": trainer.config.train.batch_size_per_rank,
+            "wall_s": progress.prior_wall_s + time.monotonic() - trainer.start_time,
+            "model": trainer.model.module.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "rng": rng_states,
+        }
+        save_checkpoint(trainer.config.trial_dir / "checkpoints", state, progress.global_step)
+    dist.barrier()
+
+
+def _resume(trainer: Trainer, model: nn.Module) -> Progress:
+    """Load rank 0's newest checkpoint into every rank; return where to continue."""
+    holder: list[Any] = [None]
+    if trainer.env.is_main:
+        holder[0] = load_latest_checkpoint(trainer.config.trial_dir / "checkpoints")
+    dist.broadcast_object_list(holder, src=0)
+    state = holder[0]
+    if state is None:
+        return Progress()
+
+    model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    progress = Progress(
+        state["epoch"], state["step_in_epoch"], state["global_step"], state["wall_s"]
+    )
+    same_layout = (
+        state["world_size"] == trainer.env.world_size
+        and state["batch_size_per_rank"] == trainer.config.train.batch_size_per_rank
+    )
+    if same_layout:
+        set_rng_state(state["rng"][trainer.env.rank])
+    else:
+        # Batches map to other images with another layout, so the epoch starts over.
+        if trainer.env.is_main:
+            logger.warning(
+                "checkpoint was written with %d ranks of batch %d; restarting "
+                "epoch %d from its first batch",
+                state["world_size"],
+                state["batch_size_per_rank"],
+                progress.epoch + 1,
+            )
+        progress.step_in_epoch = 0
+        progress.global_step = progress.epoch * trainer.steps_per_epoch
+    if trainer.env.is_main:
+        logger.info(
+            "%s resumes at epoch %d, step %d of %d",
+            trainer.config.trial_id,
+            progress.epoch + 1,
+            progress.step_in_epoch,
+            trainer.steps_per_epoch,
+        )
+    return progress
+
+
+def _write_result(config: TrialConfig, result: dict[str, Any]) -> None:
+    """Write ``result.json`` atomically (temporary file, fsync, rename, directory fsync)."""
+    config.result_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = (json.dumps(result, indent=2, sort_keys=False) + "\n").encode()
+    write_atomic(config.result_path, lambda handle: handle.write(payload))
+    logger.info(
+        "%s: wrote %s (status %s, top1 %.2f)",
+        config.trial_id,
+        config.result_path,
+        result["status"],
+        result["top1"],
+    )
+
+
+def _build_trainer(
+    config: TrialConfig,
+    env: DistEnv,
+    flag: PreemptionFlag,
+    start: float,
+    train_set: Dataset,
+    model: nn.Module,
+) -> Trainer:
+    """Wrap the model in DDP and build the optimizer, sampler and loader."""
+    device = next(model.parameters()).device
+    ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    train = config.train
+    optimizer = torch.optim.SGD(
+        ddp.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+    )
+    sampler = DistributedSampler(
+        train_set,
+        num_replicas=env.world_size,
+        rank=env.rank,  # type: ignore[arg-type]
+        shuffle=True,
+        seed=train.seed,
+        drop_last=False,
+    )
+    skip_sampler = SkipSampler(sampler)
+    loader = DataLoader(
+        train_set,
+        batch_size=train.batch_size_per_rank,
+        sampler=skip_sampler,
+        num_workers=config.data.num_workers,
+    )
+    steps = math.ceil(len(sampler) / train.batch_size_per_rank)
+    return Trainer(
+        config, env, device, ddp, optimizer, sampler, skip_sampler, loader, steps, flag, start
+    )
+
+
+@dataclass
+class Prepared:
+    """Data sets and model, built before the rendezvous so bad input fails on all ranks."""
+
+    train_set: Dataset
+    val_set: Dataset
+    num_classes: int
+    model: nn.Module
+    num_params: int
+
+
+def _prepare(config: TrialConfig, env: DistEnv) -> Prepared:
+    """Open the data sets and build the model on this rank's device."""
+    data = config.data
+    train_set, val_set, num_classes = load_datasets(
+        data.root,
+        data.image_size,
+        data.split_seed,
+        data.val_fraction,
+        data.train_fraction,
+        data.hflip,
+    )
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model_name, config.model_params, num_classes)
+    num_params = count_parameters(model)
+    model.to(select_device(env))
+    return Prepared(train_set, val_set, num_classes, model, num_params)
+
+
+def _train(
+    config: TrialConfig, env: DistEnv, flag: PreemptionFlag, start: float, prepared: Prepared
+) -> dict[str, Any]:
+    """Run the trial on this rank inside an initialized process group."""
+    model, train_set, val_set = prepared.model, prepared.train_set, prepared.val_set
+    num_classes, num_params = prepared.num_classes, prepared.num_params
+    trainer = _build_trainer(config, env, flag, start, train_set, model)
+    progress = _resume(trainer, model)
+    if env.is_main:
+        logger.info(
+            "%s: %s with %d parameters, %d train / %d validation images, %d ranks, "
+            "%d steps per epoch",
+            config.trial_id,
+            config.model_name,
+            num_params,
+            len(train_set),
+            len(val_set),
+            env.world_size,
+            trainer.steps_per_epoch,
+        )  # type: ignore[arg-type]
+
+    status = "ok"
+    while progress.epoch < config.train.epochs:
+        trainer.sampler.set_epoch(progress.epoch)
+        trainer.skip_sampler.skip = progress.step_in_epoch * config.train.batch_size_per_rank
+        status = train_one_epoch(trainer, progress)
+        if status == "diverged":
+            if env.is_main:
+                logger.warning(
+                    "%s: loss is not finite at epoch %d step %d; stopping",
+                    config.trial_id,
+                    progress.epoch + 1,
+                    progress.step_in_epoch,
+                )
+            break
+        if status == "preempted":
+            _checkpoint(trainer, progress)
+            if env.is_main:
+                logger.info(
+                    "%s: preempted by signal %s at epoch %d step %d; checkpoint written",
+                    config.trial_id,
+                    flag.signum,
+                    progress.epoch + 1,
+                    progress.step_in_epoch,
+                )
+            return {"status": "preempted", "trial_id": config.trial_id, "epoch": progress.epoch}
+        progress.epoch += 1
+        progress.step_in_epoch = 0
+        _checkpoint(trainer, progress)
+
+    if status == "ok":
+        top1, top5, num_val = evaluate(model, val_set, num_classes, trainer)
+    else:
+        top1, top5, num_val = 0.0, 0.0, len(val_set)  # type: ignore[arg-type]
+    wall_s = progress.prior_wall_s + time.monotonic() - start
+    on_gpu = trainer.device.type == "cuda"
+    result = {
+        "format": RESULT_FORMAT,
+        "trial_id": config.trial_id,
+        "status": status,
+        "top1": top1,
+        "top5": top5,
+        "num_val_images": num_val,
+        "epochs": progress.epoch,
+        "wall_s": round(wall_s, 3),
+        "gpu_hours": wall_s * env.world_size / 3600 if on_gpu else 0.0,
+        "cpu_core_hours": wall_s * env.world_size * torch.get_num_threads() / 3600,
+        "num_params": num_params,
+        "world_size": env.world_size,
+        "device": trainer.device.type,
+        "spec": config.spec,
+    }
+    if env.is_main:
+        _write_result(config, result)
+    holder = [result]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def run_trial(spec_path: str) -> dict[str, Any]:
+    """Train one trial on this rank and return its result.
+
+    Parameters
+    ----------
+    spec_path : str
+        Path of the trial's ``spec.json`` (see ``docs/architecture.md``).
+
+    Returns
+    -------
+    dict
+        On every rank, the result dict that global rank 0 wrote to ``result_path``
+        (``status`` ``"ok"`` or ``"diverged"``), or ``{"status": "preempted",
+        "trial_id": ..., "epoch": ...}`` when a SIGUSR1, SIGUSR2 or SIGTERM stopped
+        training after a checkpoint. ``epoch`` counts completed epochs.
+
+    Raises
+    ------
+    jobs.config.SpecError, jobs.data.DataConfigError, jobs.models.ModelConfigError
+        If the spec, the image folder or the model parameters are invalid.
+    jobs.distributed.RendezvousError
+        If the ranks do not all join within ``distributed.timeout_s``.
+    """
+    start = time.monotonic()
+    config = load_spec(spec_path)
+    env = detect_env()
+    if config.train.num_threads is not None:
+        torch.set_num_threads(config.train.num_threads)
+    elif not torch.cuda.is_available():
+        torch.set_num_threads(1)
+    random.seed(config.train.seed)
+    np.random.seed(config.train.seed % 2**32)
+
+    flag = PreemptionFlag()
+    flag.install()
+    _previous_handlers.clear()
+    _previous_handlers.update(flag.previous)
+    try:
+        prepared = _prepare(config, env)
+        init_method = rendezvous_url(env, config.distributed.rendezvous, config.trial_dir)
+        init_process_group(env, init_method, config.distributed.timeout_s)
+        try:
+            return _train(config, env, flag, start, prepared)
+        finally:
+            dist.destroy_process_group()
+    finally:
+        flag.restore()
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser of ``python -m jobs.train``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.train",
+        description="Train one spline-nas trial on this rank (run under torchrun, srun or "
+        "jsrun for several ranks). Exit status: 0 when a result file was written (status "
+        f"ok or diverged), {EXIT_PREEMPTED} when preempted after a checkpoint.",
+    )
+    parser.add_argument("spec", help="path of the trial's spec.json")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: INFO)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run :func:`run_trial` from the command line; return the exit status."""
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    result = run_trial(args.spec)
+    return EXIT_PREEMPTED if result["status"] == "preempted" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
