@@ -54,6 +54,8 @@ def initial_design(space: SearchSpace) -> np.ndarray:
         logger.info(
             "initial design: %d of %d points coincide after rounding and were merged "
             "(%d distinct points)",
-            merged, len(points), len(unique),
+            merged,
+            len(points),
+            len(unique),
         )
     return np.array(unique)

@@ -247,7 +247,9 @@ class SplineSearch:
         pool.values.append(self.space.objective.sign * value)
         logger.info(
             "measured %s: %s = %.6g (predicted %s)",
-            params, self.space.objective.name, value,
+            params,
+            self.space.objective.name,
+            value,
             "none" if predicted is None else f"{predicted:.6g}",
         )
         self._check_stop(measurement)
@@ -359,25 +361,38 @@ class SplineSearch:
     ) -> Proposal | None:
         """Maximize every combination's spline and return the best admissible point."""
         best: tuple[float, np.ndarray, Combination] | None = None
+        fitted = 0
         for number, combo in enumerate(self.combinations):
             spline = self._fit(combo, believed[combo])
             if spline is None:
                 continue
+            fitted += 1
             measured, _ = self._pools[combo].arrays(self.space.dim)
             excluded = np.vstack([measured, *[p[None, :] for p in taken[combo]]])
             result = maximize(
-                spline, self.space.dim, proposal_rng(self.seed, self.proposal_index, number),
-                round_points=self.space.round_unit, excluded=excluded,
-                min_distance=self.min_distance, samples_per_level=self.samples_per_level,
+                spline,
+                self.space.dim,
+                proposal_rng(self.seed, self.proposal_index, number),
+                round_points=self.space.round_unit,
+                excluded=excluded,
+                min_distance=self.min_distance,
+                samples_per_level=self.samples_per_level,
                 levels=self.levels,
             )
             if result is not None and (best is None or result.value > best[0]):
                 best = (result.value, result.point, combo)
 
+        if best is None and fitted == 0:
+            logger.info(
+                "no spline proposal yet: no choice combination has d + 1 = %d affinely "
+                "independent measured points",
+                self.space.dim + 1,
+            )
+            return None
         if best is None:
             logger.warning(
-                "no spline proposal: no combination has a fitted spline with an admissible "
-                "point at min_distance=%g; measure the initial design or lower min_distance",
+                "no spline proposal: no point lies at least min_distance=%g from every "
+                "measured and pending point; lower min_distance",
                 self.min_distance,
             )
             return None
@@ -414,7 +429,9 @@ class SplineSearch:
         self.proposal_index += 1
         logger.info(
             "proposal %d (%s): %s predicted %s%s",
-            proposal.index, kind, params,
+            proposal.index,
+            kind,
+            params,
             "none" if predicted is None else f"{predicted:.6g}",
             f", on boundary {proposal.on_boundary}" if proposal.on_boundary else "",
         )
