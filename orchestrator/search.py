@@ -314,9 +314,12 @@ class SplineSearch:
             taken[self.space.combination_of(params)].append(self.space.to_unit(params))
         proposals = self._ask_initial(count, taken)
 
-        believed = self._pending_beliefs(taken)
+        if len(proposals) == count:
+            return proposals
+        splines = {combo: self._fit(combo, []) for combo in self.combinations}
+        believed = self._pending_beliefs(taken, splines)
         while len(proposals) < count:
-            proposal = self._ask_spline(taken, believed)
+            proposal = self._ask_spline(taken, believed, splines)
             if proposal is None:
                 break
             proposals.append(proposal)
@@ -341,12 +344,14 @@ class SplineSearch:
         return proposals
 
     def _pending_beliefs(
-        self, taken: dict[Combination, list[np.ndarray]]
+        self,
+        taken: dict[Combination, list[np.ndarray]],
+        splines: dict[Combination, PolyharmonicSpline | None],
     ) -> dict[Combination, list[tuple[np.ndarray, float]]]:
         """Predict each pending point from its combination's spline of measured points."""
         believed: dict[Combination, list[tuple[np.ndarray, float]]] = {}
         for combo in self.combinations:
-            spline = self._fit(combo, [])
+            spline = splines[combo]
             if spline is None or not taken[combo]:
                 believed[combo] = []
                 continue
@@ -358,12 +363,21 @@ class SplineSearch:
         self,
         taken: dict[Combination, list[np.ndarray]],
         believed: dict[Combination, list[tuple[np.ndarray, float]]],
+        splines: dict[Combination, PolyharmonicSpline | None],
     ) -> Proposal | None:
-        """Maximize every combination's spline and return the best admissible point."""
+        """Maximize every combination's spline and return the best admissible point.
+
+        ``splines`` holds the fits on measured points alone; a combination with
+        believed points is refitted with them.
+        """
         best: tuple[float, np.ndarray, Combination] | None = None
         fitted = 0
         for number, combo in enumerate(self.combinations):
-            spline = self._fit(combo, believed[combo])
+            spline = splines[combo]
+            if spline is None:
+                continue
+            if believed[combo]:
+                spline = self._fit(combo, believed[combo])
             if spline is None:
                 continue
             fitted += 1
@@ -378,6 +392,7 @@ class SplineSearch:
                 min_distance=self.min_distance,
                 samples_per_level=self.samples_per_level,
                 levels=self.levels,
+                gradient=spline.gradient,
             )
             if result is not None and (best is None or result.value > best[0]):
                 best = (result.value, result.point, combo)
