@@ -1,8 +1,8 @@
 """Measure the time and memory of one spline proposal (fit plus maximize).
 
 For each dimension d and number of measured points N, a search over d float
-parameters in [0, 1] is told N points (the 2d + 3 initial design, then scrambled
-Halton points) with values of a smooth test function, and ``ask()`` is timed
+parameters in [0, 1] records N measurements of a smooth test function: the 2d + 3
+initial design, then scrambled Halton points. Then ``ask()`` is timed
 ``--repeats`` times, each with the next proposal index. The table reports the median
 wall and CPU (process) time and the peak memory that tracemalloc sees during one
 extra ``ask()``, plus the process's maximum resident set size at the end. CPU time is
@@ -36,7 +36,7 @@ def _objective(x: np.ndarray) -> np.ndarray:
 
 
 def _search(dim: int, count: int) -> SplineSearch:
-    """Build a search over [0, 1]^dim told ``count`` measured points."""
+    """Build a search over [0, 1]^dim with ``count`` measured points."""
     space = SearchSpace(
         [Parameter(f"x{k}", "float", 0.0, 1.0) for k in range(dim)], Objective("y")
     )

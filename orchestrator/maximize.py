@@ -64,9 +64,9 @@ def maximize(
     scaled to the current box, rounds them with ``round_points``, and evaluates those at
     distance >= ``min_distance`` from every ``excluded`` point. The next box is centred
     on the best admissible point found so far, with edges ``shrink`` times as long,
-    clipped to the unit cube. If ``gradient`` is given, the best sample is then
-    polished by L-BFGS-B within the cube and rounded; the polished point replaces it
-    if it is admissible and better. Finally, coordinates of the best point closer to 0 or 1
+    clipped to the unit cube. If ``gradient`` is given, L-BFGS-B then climbs from the
+    best sample within the cube. The rounded result replaces the sample if it is
+    admissible and better. Finally, coordinates of the best point closer to 0 or 1
     than the last box's edge are moved onto that bound if this does not lower the
     value and keeps the point admissible.
 
@@ -171,8 +171,8 @@ def _snap_to_bounds(
 ) -> np.ndarray:
     """Move coordinates within ``tolerance`` of 0 or 1 onto that bound.
 
-    Samples never land exactly on a face of the box, so a maximum on a bound is found
-    only up to the last box's size; snapping recovers the bound itself.
+    Samples never land exactly on a face of the box, so sampling finds a maximum on a
+    bound only up to the last box's size. Snapping recovers the bound itself.
     """
     snapped = point.copy()
     snapped[snapped < tolerance] = 0.0

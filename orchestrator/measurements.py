@@ -46,10 +46,10 @@ def read_measurements(path: str | Path, space: SearchSpace) -> list[tuple[dict[s
     Raises
     ------
     MeasurementError
-        When the file cannot be read, the header lacks or adds columns, or a row has a
-        missing field, a value that is not a finite number, a value outside the search
-        box, a fractional integer or a choice not in ``choices``. The message names the
-        file and the line.
+        When the file cannot be read or the header lacks or adds columns. Also when a
+        row has a missing field, a value that is not a finite number, a value outside
+        the search box, a fractional integer or a choice not in ``choices``. The
+        message names the file and the line.
     """
     try:
         with open(path, newline="", encoding="utf-8") as stream:

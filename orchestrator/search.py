@@ -367,7 +367,7 @@ class SplineSearch:
     ) -> Proposal | None:
         """Maximize every combination's spline and return the best admissible point.
 
-        ``splines`` holds the fits on measured points alone; a combination with
+        ``splines`` contains the fits on measured points alone. A combination with
         believed points is refitted with them.
         """
         best: tuple[float, np.ndarray, Combination] | None = None
@@ -454,7 +454,7 @@ class SplineSearch:
 
 
 def _contains(points: np.ndarray, point: np.ndarray) -> bool:
-    """Whether ``point`` is among ``points`` (up to round-off)."""
+    """Check whether ``point`` is among ``points``, up to round-off."""
     if len(points) == 0:
         return False
     return bool(np.any(np.max(np.abs(points - point), axis=1) <= _SAME_POINT))

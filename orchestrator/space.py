@@ -169,7 +169,7 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        """Read a search-space file whose top level holds ``parameters`` and ``objective``."""
+        """Read a search-space file whose top level contains ``parameters`` and ``objective``."""
         return cls.from_section(load_section(path))
 
     @classmethod
