@@ -38,10 +38,11 @@ def test_design_order_starts_with_corners_and_centre():
 def test_design_d2_merges_coinciding_points(caplog):
     with caplog.at_level(logging.INFO, logger="orchestrator.design"):
         design = initial_design(_float_space(2))
-    assert len(initialize := initial_design_unit(2)) == 7
+    unrounded = initial_design_unit(2)
+    assert len(unrounded) == 7
+    assert len({tuple(p) for p in unrounded}) == 5
     assert design.shape == (5, 2)
     assert {tuple(p) for p in design} == _expected_set(2)
-    assert len({tuple(p) for p in initialize}) == 5
     assert "2 of 7 points coincide" in caplog.text
 
 
@@ -55,15 +56,14 @@ def test_design_rounds_to_legal_values():
     design = initial_design(space)
     values = [space.from_unit(p, ()) for p in design]
     centre = values[2]
-    # The centre 91.5 rounds to 92 (round half to even), 1.5 is on the grid, and k's
-    # centre 0.5 rounds to 0, which makes the centre a new point, not a duplicate.
+    # numpy rounds half to even: the centre 91.5 becomes 92 and k's centre 0.5 becomes 0.
     assert centre == {"c1": 92, "phi": 1.5, "k": 0}
     assert all(isinstance(v["c1"], int) for v in values)
     assert len(design) == 2 * 3 + 3
 
 
 def test_design_merges_after_rounding(caplog):
-    # With a single-value-wide int range the centre rounds onto a corner.
+    # With two int parameters in [0, 1] the centre rounds onto the all-minimum corner.
     params = [Parameter("a", "int", 0, 1), Parameter("b", "int", 0, 1)]
     space = SearchSpace(params, Objective("y"))
     with caplog.at_level(logging.INFO, logger="orchestrator.design"):

@@ -83,6 +83,8 @@ def test_space_minimize_direction_negates():
         ("y: {type: float, low: 0.1, high: 1, log: true, step: 0.1}", r"cannot be combined"),
         ("y: {type: float, low: 0, high: 1, log: yes}", r"expected true or false"),
         ("y: {type: float, low: 0, high: '1'}", r"remove the quotes"),
+        ("y: {type: float, low: no, high: 1}", r"expected a number, got a bool"),
+        ("y: {type: int, low: 0, high: 1:30}", r"base-60"),
         ("y: {type: float, low: 0, high: 1:30}", r"base-60"),
         ("y: {type: float, low: 0, high: .inf}", r"finite number"),
         ("y: {type: float, low: 0}", r"key 'parameters.y.high': missing required key"),

@@ -96,6 +96,27 @@ def test_search_minimize_direction():
     assert proposals[-1].predicted < 0
 
 
+def test_search_epsilon_rule_only_for_incremental_points():
+    search = SplineSearch(_space(), epsilon=0.5)
+    params = {"c1": 40, "phi": 1.2, "lr": 0.01}
+    search.tell(params, 50.0)
+    assert search.stop_reason() is None
+    search.tell(params, 50.0, predicted=51.0)
+    assert search.stop_reason() is None
+    search.tell(params, 50.0, predicted=50.4)
+    assert search.stop_reason() == "epsilon"
+    search.tell(params, 50.0, predicted=70.0)
+    assert search.stop_reason() == "epsilon"
+
+
+def test_search_state_round_trip():
+    search = _measured_search(seed=2)
+    state = search.state()
+    rebuilt = SplineSearch.from_state(_space(), state)
+    assert rebuilt.state() == state
+    assert rebuilt.best() == search.best()
+
+
 def test_search_stops_at_max_evaluations():
     search = SplineSearch(_space(), epsilon=1e-9, max_evaluations=11)
     proposals = _run(search, 20)
