@@ -377,9 +377,9 @@ class SplineSearch:
             if spline is None:
                 continue
             if believed[combo]:
-                spline = self._fit(combo, believed[combo])
-            if spline is None:
-                continue
+                # If the refit with believed points fails, the spline of measured
+                # points alone is still valid, and min_distance still applies.
+                spline = self._fit(combo, believed[combo]) or spline
             fitted += 1
             measured, _ = self._pools[combo].arrays(self.space.dim)
             excluded = np.vstack([measured, *[p[None, :] for p in taken[combo]]])

@@ -253,3 +253,12 @@ def test_search_boundary_flags_on_spline_proposal():
     assert proposal.params["c1"] == 150
     assert proposal.on_boundary.get("c1") == "high"
     assert "lr" not in proposal.on_boundary
+
+
+def test_search_pending_near_measured_point_still_proposes():
+    search = _measured_search()
+    measured = search.measurements[2].params
+    near = {**measured, "lr": measured["lr"] * (1 + 1e-13)}
+    proposals = search.ask(pending=[near])
+    assert len(proposals) == 1
+    assert proposals[0].kind == "incremental"
