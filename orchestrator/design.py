@@ -14,11 +14,11 @@ logger = logging.getLogger(__name__)
 def initial_design_unit(dim: int) -> np.ndarray:
     """Return the 2d + 3 initial-design points of the unit cube, shape ``(2d + 3, d)``.
 
-    The rows are, in this order: all coordinates at their maximum, all at their minimum,
-    the centre, then for each dimension k the point at the maximum everywhere except at
-    the minimum in k, followed by the point at the minimum everywhere except at the
-    maximum in k. For d = 1 and d = 2 some rows coincide; :func:`initial_design` removes
-    them after rounding.
+    The first three rows are the all-maximum corner, the all-minimum corner and the
+    centre. Then, for each dimension k, come two rows: the point at the maximum
+    everywhere but at the minimum in k, and the point at the minimum everywhere but at
+    the maximum in k. For d = 1 and d = 2 some rows coincide, and
+    :func:`initial_design` removes them after rounding.
     """
     if dim < 1:
         raise ValueError(f"dim must be at least 1, got {dim}")
@@ -54,6 +54,8 @@ def initial_design(space: SearchSpace) -> np.ndarray:
         logger.info(
             "initial design: %d of %d points coincide after rounding and were merged "
             "(%d distinct points)",
-            merged, len(points), len(unique),
+            merged,
+            len(points),
+            len(unique),
         )
     return np.array(unique)

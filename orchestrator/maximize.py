@@ -6,15 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.optimize
 from scipy.spatial.distance import cdist
 from scipy.stats import qmc
 
-# NOTE: defaults chosen with benchmarks/proposal_time.py so that one proposal for d = 20
-# and 200 measured points takes well under 5 s on a 2-core VM. 8 levels that halve
-# the box shrink it to 1/128 of the unit cube's edge around the best point.
+# NOTE: with these settings one proposal (fit plus maximize) took at most 0.3 s of
+# wall time for d <= 20 and N <= 200 points in benchmarks/RESULTS.md. Eight levels
+# that halve the box shrink its edge to 1/128 of the unit cube's around the best point.
 DEFAULT_SAMPLES_PER_LEVEL = 1024
 DEFAULT_LEVELS = 8
 DEFAULT_SHRINK = 0.5
+# Iteration limit of the gradient polish of the best sample.
+POLISH_ITERATIONS = 100
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ def maximize(
     samples_per_level: int = DEFAULT_SAMPLES_PER_LEVEL,
     levels: int = DEFAULT_LEVELS,
     shrink: float = DEFAULT_SHRINK,
+    gradient: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> MaximizeResult | None:
     """Maximize ``function`` over [0, 1]^d by sampling ever smaller boxes.
 
@@ -60,7 +64,9 @@ def maximize(
     scaled to the current box, rounds them with ``round_points``, and evaluates those at
     distance >= ``min_distance`` from every ``excluded`` point. The next box is centred
     on the best admissible point found so far, with edges ``shrink`` times as long,
-    clipped to the unit cube. Finally, coordinates of the best point closer to 0 or 1
+    clipped to the unit cube. If ``gradient`` is given, L-BFGS-B then climbs from the
+    best sample within the cube. The rounded result replaces the sample if it is
+    admissible and better. Finally, coordinates of the best point closer to 0 or 1
     than the last box's edge are moved onto that bound if this does not lower the
     value and keeps the point admissible.
 
@@ -82,6 +88,8 @@ def maximize(
         Sample count per box and number of boxes.
     shrink : float
         Factor in (0, 1) applied to the box edges per level.
+    gradient : callable, optional
+        Vectorized gradient of ``function``: ``(m, d)`` array to ``(m, d)`` array.
 
     Returns
     -------
@@ -120,6 +128,13 @@ def maximize(
 
     if best_point is None:
         return None
+    if gradient is not None:
+        polished = _polish(function, gradient, best_point, round_points)
+        if admissible(polished[None, :], excluded, min_distance)[0]:
+            value = float(function(polished[None, :])[0])
+            evaluations += 1
+            if value > best_value:
+                best_point, best_value = polished, value
     snapped = _snap_to_bounds(best_point, shrink ** (levels - 1), round_points)
     if not np.array_equal(snapped, best_point):
         if admissible(snapped[None, :], excluded, min_distance)[0]:
@@ -130,6 +145,25 @@ def maximize(
     return MaximizeResult(best_point, best_value, evaluations)
 
 
+def _polish(
+    function: Callable[[np.ndarray], np.ndarray],
+    gradient: Callable[[np.ndarray], np.ndarray],
+    start: np.ndarray,
+    round_points: Callable[[np.ndarray], np.ndarray] | None,
+) -> np.ndarray:
+    """Climb from ``start`` with L-BFGS-B inside the unit cube, then round the result."""
+    result = scipy.optimize.minimize(
+        lambda x: -float(function(x[None, :])[0]),
+        start,
+        jac=lambda x: -gradient(x[None, :])[0],
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * len(start),
+        options={"maxiter": POLISH_ITERATIONS},
+    )
+    point = np.clip(result.x, 0.0, 1.0)
+    return point if round_points is None else round_points(point[None, :])[0]
+
+
 def _snap_to_bounds(
     point: np.ndarray,
     tolerance: float,
@@ -137,8 +171,8 @@ def _snap_to_bounds(
 ) -> np.ndarray:
     """Move coordinates within ``tolerance`` of 0 or 1 onto that bound.
 
-    Samples never land exactly on a face of the box, so a maximum on a bound is found
-    only up to the last box's size; snapping recovers the bound itself.
+    Samples never land exactly on a face of the box, so sampling finds a maximum on a
+    bound only up to the last box's size. Snapping recovers the bound itself.
     """
     snapped = point.copy()
     snapped[snapped < tolerance] = 0.0

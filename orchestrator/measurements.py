@@ -27,9 +27,7 @@ class MeasurementError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-def read_measurements(
-    path: str | Path, space: SearchSpace
-) -> list[tuple[dict[str, Any], float]]:
+def read_measurements(path: str | Path, space: SearchSpace) -> list[tuple[dict[str, Any], float]]:
     """Read measured points from a CSV file.
 
     Parameters
@@ -48,10 +46,10 @@ def read_measurements(
     Raises
     ------
     MeasurementError
-        When the file cannot be read, the header lacks or adds columns, or a row has a
-        missing field, a value that is not a finite number, a value outside the search
-        box, a fractional integer or a choice not in ``choices``. The message names the
-        file and the line.
+        When the file cannot be read or the header lacks or adds columns. Also when a
+        row has a missing field, a value that is not a finite number, a value outside
+        the search box, a fractional integer or a choice not in ``choices``. The
+        message names the file and the line.
     """
     try:
         with open(path, newline="", encoding="utf-8") as stream:
@@ -73,8 +71,9 @@ def _read_rows(
         line = reader.line_num
         if len(fields) != len(header):
             raise MeasurementError(
-                path, line, f"expected {len(header)} fields ({','.join(header)}), "
-                f"got {len(fields)}"
+                path,
+                line,
+                f"expected {len(header)} fields ({','.join(header)}), got {len(fields)}",
             )
         record = dict(zip(header, (field.strip() for field in fields), strict=True))
         params = {p.name: _parse_value(path, line, p, record[p.name]) for p in space.parameters}
@@ -114,9 +113,7 @@ def _parse_number(path: str | Path, line: int, name: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise MeasurementError(
-            path, line, f"column {name!r}: {text!r} is not a number"
-        ) from None
+        raise MeasurementError(path, line, f"column {name!r}: {text!r} is not a number") from None
     if not math.isfinite(value):
         raise MeasurementError(path, line, f"column {name!r}: {text!r} is not a finite number")
     return value
@@ -128,14 +125,16 @@ def _parse_value(path: str | Path, line: int, param: Parameter, text: str) -> An
         by_text = {str(choice): choice for choice in param.choices}
         if text not in by_text:
             raise MeasurementError(
-                path, line,
+                path,
+                line,
                 f"column {param.name!r}: {text!r} is not one of the choices {list(by_text)}",
             )
         return by_text[text]
     value = _parse_number(path, line, param.name, text)
     if not param.low <= value <= param.high:
         raise MeasurementError(
-            path, line,
+            path,
+            line,
             f"column {param.name!r}: {text} lies outside the range "
             f"[{param.low:g}, {param.high:g}] of the search space",
         )

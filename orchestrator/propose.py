@@ -44,11 +44,15 @@ def _non_negative_float(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``propose`` to ``parser``."""
     parser.add_argument(
-        "--space", required=True, metavar="SPACE.yaml",
+        "--space",
+        required=True,
+        metavar="SPACE.yaml",
         help="search-space file with 'parameters' and 'objective'",
     )
     parser.add_argument(
-        "--measurements", required=True, metavar="POINTS.csv",
+        "--measurements",
+        required=True,
+        metavar="POINTS.csv",
         help="CSV file with a header of parameter names and the objective name, "
         "one measured point per row",
     )
@@ -62,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="seed of the maximizer's samples (default: 0)"
     )
     parser.add_argument(
-        "--min-distance", type=_non_negative_float, default=0.05,
+        "--min-distance",
+        type=_non_negative_float,
+        default=0.05,
         help="minimum distance of a proposal from every measured point, in normalized "
         "[0, 1] coordinates (default: 0.05)",
     )
@@ -78,8 +84,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     search = SplineSearch(
-        space, seed=args.seed, min_distance=args.min_distance, max_evaluations=None,
-        proposal_index=len(rows), complete_initial_design=False,
+        space,
+        seed=args.seed,
+        min_distance=args.min_distance,
+        max_evaluations=None,
+        proposal_index=len(rows),
+        complete_initial_design=False,
     )
     for params, value in rows:
         search.tell(params, value)
@@ -126,12 +136,14 @@ def format_table(proposals: list[Proposal], space: SearchSpace) -> str:
     rows = [header]
     for proposal in proposals:
         boundary = ", ".join(f"{name}={side}" for name, side in proposal.on_boundary.items())
-        rows.append([
-            proposal.kind,
-            *(_format_value(proposal.params[name]) for name in space.names),
-            "-" if proposal.predicted is None else f"{proposal.predicted:.6g}",
-            boundary or "-",
-        ])
+        rows.append(
+            [
+                proposal.kind,
+                *(_format_value(proposal.params[name]) for name in space.names),
+                "-" if proposal.predicted is None else f"{proposal.predicted:.6g}",
+                boundary or "-",
+            ]
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

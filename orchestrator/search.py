@@ -247,7 +247,9 @@ class SplineSearch:
         pool.values.append(self.space.objective.sign * value)
         logger.info(
             "measured %s: %s = %.6g (predicted %s)",
-            params, self.space.objective.name, value,
+            params,
+            self.space.objective.name,
+            value,
             "none" if predicted is None else f"{predicted:.6g}",
         )
         self._check_stop(measurement)
@@ -312,9 +314,12 @@ class SplineSearch:
             taken[self.space.combination_of(params)].append(self.space.to_unit(params))
         proposals = self._ask_initial(count, taken)
 
-        believed = self._pending_beliefs(taken)
+        if len(proposals) == count:
+            return proposals
+        splines = {combo: self._fit(combo, []) for combo in self.combinations}
+        believed = self._pending_beliefs(taken, splines)
         while len(proposals) < count:
-            proposal = self._ask_spline(taken, believed)
+            proposal = self._ask_spline(taken, believed, splines)
             if proposal is None:
                 break
             proposals.append(proposal)
@@ -339,12 +344,14 @@ class SplineSearch:
         return proposals
 
     def _pending_beliefs(
-        self, taken: dict[Combination, list[np.ndarray]]
+        self,
+        taken: dict[Combination, list[np.ndarray]],
+        splines: dict[Combination, PolyharmonicSpline | None],
     ) -> dict[Combination, list[tuple[np.ndarray, float]]]:
         """Predict each pending point from its combination's spline of measured points."""
         believed: dict[Combination, list[tuple[np.ndarray, float]]] = {}
         for combo in self.combinations:
-            spline = self._fit(combo, [])
+            spline = splines[combo]
             if spline is None or not taken[combo]:
                 believed[combo] = []
                 continue
@@ -356,28 +363,51 @@ class SplineSearch:
         self,
         taken: dict[Combination, list[np.ndarray]],
         believed: dict[Combination, list[tuple[np.ndarray, float]]],
+        splines: dict[Combination, PolyharmonicSpline | None],
     ) -> Proposal | None:
-        """Maximize every combination's spline and return the best admissible point."""
+        """Maximize every combination's spline and return the best admissible point.
+
+        ``splines`` contains the fits on measured points alone. A combination with
+        believed points is refitted with them.
+        """
         best: tuple[float, np.ndarray, Combination] | None = None
+        fitted = 0
         for number, combo in enumerate(self.combinations):
-            spline = self._fit(combo, believed[combo])
+            spline = splines[combo]
             if spline is None:
                 continue
+            if believed[combo]:
+                # If the refit with believed points fails, the spline of measured
+                # points alone is still valid, and min_distance still applies.
+                spline = self._fit(combo, believed[combo]) or spline
+            fitted += 1
             measured, _ = self._pools[combo].arrays(self.space.dim)
             excluded = np.vstack([measured, *[p[None, :] for p in taken[combo]]])
             result = maximize(
-                spline, self.space.dim, proposal_rng(self.seed, self.proposal_index, number),
-                round_points=self.space.round_unit, excluded=excluded,
-                min_distance=self.min_distance, samples_per_level=self.samples_per_level,
+                spline,
+                self.space.dim,
+                proposal_rng(self.seed, self.proposal_index, number),
+                round_points=self.space.round_unit,
+                excluded=excluded,
+                min_distance=self.min_distance,
+                samples_per_level=self.samples_per_level,
                 levels=self.levels,
+                gradient=spline.gradient,
             )
             if result is not None and (best is None or result.value > best[0]):
                 best = (result.value, result.point, combo)
 
+        if best is None and fitted == 0:
+            logger.info(
+                "no spline proposal yet: no choice combination has d + 1 = %d affinely "
+                "independent measured points",
+                self.space.dim + 1,
+            )
+            return None
         if best is None:
             logger.warning(
-                "no spline proposal: no combination has a fitted spline with an admissible "
-                "point at min_distance=%g; measure the initial design or lower min_distance",
+                "no spline proposal: no point lies at least min_distance=%g from every "
+                "measured and pending point; lower min_distance",
                 self.min_distance,
             )
             return None
@@ -414,7 +444,9 @@ class SplineSearch:
         self.proposal_index += 1
         logger.info(
             "proposal %d (%s): %s predicted %s%s",
-            proposal.index, kind, params,
+            proposal.index,
+            kind,
+            params,
             "none" if predicted is None else f"{predicted:.6g}",
             f", on boundary {proposal.on_boundary}" if proposal.on_boundary else "",
         )
@@ -422,7 +454,7 @@ class SplineSearch:
 
 
 def _contains(points: np.ndarray, point: np.ndarray) -> bool:
-    """Whether ``point`` is among ``points`` (up to round-off)."""
+    """Check whether ``point`` is among ``points``, up to round-off."""
     if len(points) == 0:
         return False
     return bool(np.any(np.max(np.abs(points - point), axis=1) <= _SAME_POINT))

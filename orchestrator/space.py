@@ -169,7 +169,7 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        """Read a search-space file whose top level holds ``parameters`` and ``objective``."""
+        """Read a search-space file whose top level contains ``parameters`` and ``objective``."""
         return cls.from_section(load_section(path))
 
     @classmethod
@@ -189,13 +189,9 @@ class SearchSpace:
         assert params_section is not None  # required=True raises instead
         if not params_section.keys():
             raise section.error("parameters", "no parameters given; add at least one")
-        parameters = [
-            _parse_parameter(params_section, name) for name in params_section.keys()
-        ]
+        parameters = [_parse_parameter(params_section, name) for name in params_section.keys()]
         if not any(p.is_numeric for p in parameters):
-            raise section.error(
-                "parameters", "needs at least one parameter of type int or float"
-            )
+            raise section.error("parameters", "needs at least one parameter of type int or float")
         objective = _parse_objective(section, {p.name for p in parameters})
         return cls(parameters, objective)
 
@@ -312,14 +308,16 @@ def _parse_parameter(params: Section, name: str) -> Parameter:
     get = section.get_int if kind == "int" else section.get_float
     low, high = get("low", required=True), get("high", required=True)
     if low >= high:
-        raise section.error("high", f"high ({high}) must be greater than low ({low})")
+        raise section.error("high", f"high ({high:g}) must be greater than low ({low:g})")
     log = bool(section.get_bool("log", default=False))
     if log and low <= 0:
-        raise section.error("low", f"log: true needs low > 0, got {low}")
+        raise section.error("low", f"log: true needs low > 0, got {low:g}")
     step = get("step")
     if step is not None:
         _check_step(section, float(step), float(low), float(high), log)
-    return Parameter(name, kind, float(low), float(high), None if step is None else float(step), log)
+    return Parameter(
+        name, kind, float(low), float(high), None if step is None else float(step), log
+    )
 
 
 def _check_step(section: Section, step: float, low: float, high: float, log: bool) -> None:
@@ -357,16 +355,22 @@ def _parse_choices(section: Section) -> tuple[str | int, ...]:
             "tag:yaml.org,2002:int",
         ):
             raise ConfigError(
-                section.source, line, key,
+                section.source,
+                line,
+                key,
                 f"expected a string or an integer, got {node.tag.rsplit(':', 1)[-1]} "
                 f"{node.value!r}; put the value in quotes",
             )
         if node.tag == "tag:yaml.org,2002:int" and ":" in node.value:
             raise ConfigError(
-                section.source, line, key,
+                section.source,
+                line,
+                key,
                 f"YAML 1.1 reads {node.value!r} as a base-60 number; put it in quotes",
             )
-        value: str | int = node.value if node.tag.endswith(":str") else int(yaml.safe_load(node.value))
+        value: str | int = (
+            node.value if node.tag.endswith(":str") else int(yaml.safe_load(node.value))
+        )
         if value in values:
             raise ConfigError(section.source, line, key, f"duplicate choice {value!r}")
         values.append(value)

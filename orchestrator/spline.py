@@ -130,7 +130,8 @@ class PolyharmonicSpline:
         n, d = self.points.shape
         poly = np.hstack([np.ones((n, 1)), self.points])
         matrix = np.zeros((n + d + 1, n + d + 1))
-        matrix[:n, :n] = cdist(self.points, self.points) ** 3
+        distances = cdist(self.points, self.points)
+        matrix[:n, :n] = distances * distances * distances
         matrix[:n, n:] = poly
         matrix[n:, :n] = poly.T
         rhs = np.concatenate([self.values, np.zeros(d + 1)])
@@ -141,7 +142,8 @@ class PolyharmonicSpline:
         matrix, rhs = self._system()
         size = len(rhs)
         eps = np.finfo(float).eps
-        q, r, perm = scipy.linalg.qr(matrix, pivoting=True)
+        # qr_multiply returns b^T Q = (Q^T b)^T without forming Q.
+        qtb, r, perm = scipy.linalg.qr_multiply(matrix, rhs[None, :], mode="right", pivoting=True)
         diagonal = np.abs(np.diag(r))
         if diagonal[-1] <= size * eps * diagonal[0]:
             raise SplineFitError(
@@ -150,7 +152,7 @@ class PolyharmonicSpline:
                 "some measured points are nearly coincident"
             )
         solution = np.empty(size)
-        solution[perm] = scipy.linalg.solve_triangular(r, q.T @ rhs)
+        solution[perm] = scipy.linalg.solve_triangular(r, qtb.ravel())
 
         residual = np.linalg.norm(matrix @ solution - rhs)
         scale = np.linalg.norm(matrix) * np.linalg.norm(solution) + np.linalg.norm(rhs)
@@ -168,8 +170,8 @@ class PolyharmonicSpline:
         x = self._check_points(x)
         out = np.empty(len(x))
         for start, stop in self._chunks(len(x)):
-            kernel = cdist(x[start:stop], self.points) ** 3
-            out[start:stop] = kernel @ self.coefficients
+            distances = cdist(x[start:stop], self.points)
+            out[start:stop] = (distances * distances * distances) @ self.coefficients
         return out + self.tail[0] + x @ self.tail[1:]
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
