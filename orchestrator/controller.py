@@ -97,7 +97,6 @@ class Controller:
         trial_dir = self._trial_dir(trial.trial_id)
         return {
             "format": 1,
-            "experiment": experiment.name,
             "trial_id": trial.trial_id,
             "trial_dir": str(trial_dir),
             "result_path": str(self.results_dir / f"{trial.trial_id}.json"),
