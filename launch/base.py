@@ -42,8 +42,14 @@ class JobStatus:
 class LaunchError(RuntimeError):
     """A scheduler command failed; keeps its argv, exit code and output for the log."""
 
-    def __init__(self, message: str, argv: list[str] | None = None, returncode: int | None = None,
-                 stdout: str = "", stderr: str = ""):
+    def __init__(
+        self,
+        message: str,
+        argv: list[str] | None = None,
+        returncode: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+    ):
         self.argv = argv or []
         self.returncode = returncode
         self.stdout = stdout

@@ -80,14 +80,18 @@ class Section:
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
                 raise ConfigError(
-                    source, key_node.start_mark.line + 1, self._join(str(key_node.value)),
+                    source,
+                    key_node.start_mark.line + 1,
+                    self._join(str(key_node.value)),
                     f"keys must be plain strings, got {_describe(key_node)}",
                 )
             name = key_node.value
             if name in self._entries:
                 first = self._entries[name][0].start_mark.line + 1
                 raise ConfigError(
-                    source, key_node.start_mark.line + 1, self._join(name),
+                    source,
+                    key_node.start_mark.line + 1,
+                    self._join(name),
                     f"duplicate key (first defined on line {first}); keep one of them",
                 )
             self._entries[name] = (key_node, value_node)
@@ -132,7 +136,9 @@ class Section:
         for key in required:
             if key not in self._entries:
                 raise ConfigError(
-                    self.source, self.line, self._join(key),
+                    self.source,
+                    self.line,
+                    self._join(key),
                     "missing required key" + (f" in '{self.path}'" if self.path else ""),
                 )
 
@@ -213,7 +219,9 @@ class Section:
                 f"({yaml.safe_load(node.value)}); write the plain number",
             )
         if node.tag == _STR and _NUMBER_TEXT.match(node.value.strip()):
-            raise self.error(key, f"expected a number, got the string {node.value!r}; remove the quotes")
+            raise self.error(
+                key, f"expected a number, got the string {node.value!r}; remove the quotes"
+            )
         if node.tag not in (_INT, _FLOAT):
             raise self.error(key, f"expected a number, got {_describe(node)}")
 
@@ -235,7 +243,9 @@ class Section:
         for index, node in enumerate(nodes):
             if not isinstance(node, yaml.ScalarNode) or node.tag != _STR:
                 raise ConfigError(
-                    self.source, node.start_mark.line + 1, f"{self._join(key)}[{index}]",
+                    self.source,
+                    node.start_mark.line + 1,
+                    f"{self._join(key)}[{index}]",
                     f"expected a string, got {_describe(node)}; put the value in quotes",
                 )
             values.append(node.value)
@@ -272,7 +282,9 @@ def _check_tags(node: yaml.Node, source: str) -> None:
         current = stack.pop()
         if current.tag not in _STANDARD_TAGS:
             raise ConfigError(
-                source, current.start_mark.line + 1, "",
+                source,
+                current.start_mark.line + 1,
+                "",
                 f"tag {current.tag!r} is not allowed; only plain YAML values are accepted",
             )
         if isinstance(current, yaml.MappingNode):
@@ -296,7 +308,10 @@ def parse_section(text: str, source: str) -> Section:
     _check_tags(node, source)
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(
-            source, node.start_mark.line + 1, "", f"expected a mapping at top level, got {_describe(node)}"
+            source,
+            node.start_mark.line + 1,
+            "",
+            f"expected a mapping at top level, got {_describe(node)}",
         )
     return Section(node, source)
 
@@ -317,7 +332,7 @@ def parse_walltime_min(text: str, section: Section, key: str) -> int:
     """Convert "MM", "HH:MM:SS" or "D-HH:MM:SS" (and "[HH:]MM" for LSF) to minutes."""
     match = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+)(?::(\d+))?", text.strip())
     if not match:
-        raise section.error(key, f"invalid walltime {text!r}; use \"HH:MM:SS\" or \"D-HH:MM:SS\"")
+        raise section.error(key, f'invalid walltime {text!r}; use "HH:MM:SS" or "D-HH:MM:SS"')
     days, first, second, third = match.groups()
     if third is not None:
         hours, minutes, seconds = int(first or 0), int(second), int(third)
@@ -326,7 +341,9 @@ def parse_walltime_min(text: str, section: Section, key: str) -> int:
     else:
         hours, minutes, seconds = 0, int(second), 0
     if minutes >= 60 or seconds >= 60:
-        raise section.error(key, f"invalid walltime {text!r}: minutes and seconds must be below 60")
+        raise section.error(
+            key, f"invalid walltime {text!r}: minutes and seconds must be below 60"
+        )
     total = int(days or 0) * 24 * 60 + hours * 60 + minutes + math.ceil(seconds / 60)
     if total <= 0:
         raise section.error(key, f"walltime {text!r} must be positive")

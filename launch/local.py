@@ -186,13 +186,18 @@ class LocalBackend(Backend):
             return
         folder = self._folders.get(job_id)
         state = _process_state(int(job_id))
-        if state is not None and folder is not None and str(folder) in _process_cmdline(int(job_id)):
+        if (
+            state is not None
+            and folder is not None
+            and str(folder) in _process_cmdline(int(job_id))
+        ):
             os.kill(int(job_id), 15)
 
     def render(self, spec: dict[str, Any]) -> str:
         env = " ".join(f"{key}={shlex.quote(value)}" for key, value in self._environment().items())
         return (
-            f"# local job: {self.profile.ranks_per_job} ranks started by submitit's local executor\n"
+            f"# local job: {self.profile.ranks_per_job} ranks started by submitit's "
+            "local executor\n"
             f"# each rank runs the equivalent of:\n"
             f"{env} {shlex.quote(sys.executable)} -m jobs.train "
             f"{shlex.quote(str(Path(spec['trial_dir']) / 'spec.json'))}\n"

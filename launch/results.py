@@ -48,7 +48,11 @@ class TrialResult:
     def metric(self, name: str) -> float:
         """Return the objective ``name`` (a key of the result file) as a float."""
         value = self.raw.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise InvalidResultError(
                 f"result of trial {self.trial_id} has no finite number for objective {name!r}"
             )

@@ -62,8 +62,10 @@ class CustomProfile:
 
     @classmethod
     def from_section(cls, section: Section) -> CustomProfile:
-        section.check_keys({"class": "required, module:Class", "options": "keyword arguments"},
-                           required=("class",))
+        section.check_keys(
+            {"class": "required, module:Class", "options": "keyword arguments"},
+            required=("class",),
+        )
         class_path = section.get_str("class", required=True)
         if class_path.count(":") != 1:
             raise section.error("class", f"expected 'module:Class', got {class_path!r}")
@@ -78,8 +80,9 @@ class CustomProfile:
         module = importlib.import_module(module_name)
         backend_class = getattr(module, class_name, None)
         if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
-            raise ConfigError(self.class_path, None, "custom.class",
-                              "is not a launch.base.Backend subclass")
+            raise ConfigError(
+                self.class_path, None, "custom.class", "is not a launch.base.Backend subclass"
+            )
         return backend_class
 
 
@@ -106,7 +109,9 @@ def find_site_file(name_or_path: str) -> Path:
         if path.is_file():
             return path
     raise ConfigError(
-        name_or_path, None, "",
+        name_or_path,
+        None,
+        "",
         f"no site profile named {name_or_path!r} in {', '.join(searched)}; "
         f"pass a path to a YAML file or set {SITE_DIR_ENV}",
     )
@@ -124,7 +129,9 @@ def parse_site(section: Section, name: str) -> SiteProfile:
     section.check_keys(allowed, required=("backend",))
     backend = section.get_str("backend", required=True)
     if backend not in _BACKENDS:
-        raise section.error("backend", f"unknown backend {backend!r}; use one of {', '.join(_BACKENDS)}")
+        raise section.error(
+            "backend", f"unknown backend {backend!r}; use one of {', '.join(_BACKENDS)}"
+        )
     for other in _BACKENDS:
         if other != backend and other in section:
             raise section.error(other, f"section '{other}' does not apply to backend '{backend}'")
@@ -142,8 +149,13 @@ def parse_site(section: Section, name: str) -> SiteProfile:
             _positive(section, key, value)
     if values["max_retries"] < 0:
         raise section.error("max_retries", f"must be 0 or more, got {values['max_retries']}")
-    return SiteProfile(name=name, source=section.source, backend=backend,
-                       backend_profile=backend_profile, **values)
+    return SiteProfile(
+        name=name,
+        source=section.source,
+        backend=backend,
+        backend_profile=backend_profile,
+        **values,
+    )
 
 
 def _parse_backend(backend: str, section: Section | None, root: Section) -> Any:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -14,7 +12,8 @@ from pathlib import Path
 from launch.base import LaunchError
 from launch.config import ConfigError
 from launch.site import SiteProfile, load_site, make_backend
-from orchestrator import propose, state as st
+from orchestrator import propose
+from orchestrator import state as st
 from orchestrator.controller import Controller
 from orchestrator.experiment import Experiment, experiment_from_text, load_experiment
 from orchestrator.journal import JournalError, read_journal
@@ -25,13 +24,14 @@ logger = logging.getLogger("orchestrator")
 
 
 class UsageError(Exception):
-    """A command-line value is invalid; the message says which and how to fix it."""
+    """A command-line value is invalid; the message names the value and the fix."""
 
 
 def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
     level = logging.DEBUG if verbose else logging.INFO
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                  datefmt="%Y-%m-%d %H:%M:%S")
+    formatter = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+    )
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
@@ -51,8 +51,10 @@ def _prepare_data(experiment: Experiment) -> None:
 
         export_digits(Path(experiment.data["root"]))
     elif not Path(experiment.data["root"]).is_dir():
-        raise UsageError(f"data root {experiment.data['root']} is not a directory; "
-                         "fix data.root in the experiment file")
+        raise UsageError(
+            f"data root {experiment.data['root']} is not a directory; "
+            "fix data.root in the experiment file"
+        )
 
 
 def _experiment_dir(args: argparse.Namespace, experiment: Experiment) -> Path:
@@ -77,14 +79,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(experiment, site, backend)
     directory = _experiment_dir(args, experiment)
     if (directory / "journal.jsonl").exists():
-        raise UsageError(f"{directory} already holds an experiment; use "
-                         f"'spline-nas resume {directory}' or choose another --dir")
+        raise UsageError(
+            f"{directory} already holds an experiment; use "
+            f"'spline-nas resume {directory}' or choose another --dir"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "experiment.yaml").write_text(experiment.text, encoding="utf-8")
     (directory / "site.yaml").write_text(Path(site.source).read_text(encoding="utf-8"))
     _setup_logging(args.verbose, directory / "controller.log")
-    logger.info("experiment %s in %s, site %s (%s backend)", experiment.name,
-                directory.resolve(), site.name, site.backend)
+    logger.info(
+        "experiment %s in %s, site %s (%s backend)",
+        experiment.name,
+        directory.resolve(),
+        site.name,
+        site.backend,
+    )
     _prepare_data(experiment)
     controller = Controller(directory, experiment, site, backend, deadline=_deadline(args))
     controller.start(None)
@@ -95,8 +104,10 @@ def _finish(controller: Controller) -> int:
     reason = controller.run()
     print(format_summary(controller.state, controller.experiment.space))
     if reason == "allocation_ending":
-        print(f"\nstopped before the allocation ends; continue with: "
-              f"spline-nas resume {controller.directory}")
+        print(
+            f"\nstopped before the allocation ends; continue with: "
+            f"spline-nas resume {controller.directory}"
+        )
     return 0
 
 
@@ -104,8 +115,14 @@ def _dry_run(experiment: Experiment, site: SiteProfile, backend) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         controller = Controller(Path(scratch), experiment, site, backend)
         proposal = controller.search.ask(count=1)[0]
-        trial = st.Trial("t0000", proposal.params, proposal.kind, proposal.predicted,
-                         proposal.on_boundary, time.time())
+        trial = st.Trial(
+            "t0000",
+            proposal.params,
+            proposal.kind,
+            proposal.predicted,
+            proposal.on_boundary,
+            time.time(),
+        )
         spec = controller.build_spec(trial)
         print(backend.render(spec), end="")
     return 0
@@ -127,8 +144,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, directory / "controller.log")
     logger.info("resuming %s from %d journal events", directory.resolve(), len(events))
     _prepare_data(experiment)
-    controller = Controller(directory, experiment, site, make_backend(site),
-                            deadline=_deadline(args))
+    controller = Controller(
+        directory, experiment, site, make_backend(site), deadline=_deadline(args)
+    )
     controller.start(events)
     return _finish(controller)
 
@@ -164,27 +182,42 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="spline-nas", description="Polyharmonic-spline neural architecture search.")
+        prog="spline-nas", description="Polyharmonic-spline neural architecture search."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start a search from an experiment file")
     run.add_argument("experiment", help="experiment YAML file (see examples/)")
-    run.add_argument("--site", default="local",
-                     help="site profile name in site_configs/ or a path (default: local)")
+    run.add_argument(
+        "--site",
+        default="local",
+        help="site profile name in site_configs/ or a path (default: local)",
+    )
     run.add_argument("--dir", help="experiment directory (default: experiments/NAME-TIMESTAMP)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print the job script of the first trial and submit nothing")
-    run.add_argument("--stop-after-min", type=float, default=None,
-                     help="stop submitting and save state after this many minutes, e.g. "
-                          "shortly before the controller's own allocation ends")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the job script of the first trial and submit nothing",
+    )
+    run.add_argument(
+        "--stop-after-min",
+        type=float,
+        default=None,
+        help="stop submitting and save state after this many minutes, e.g. "
+        "shortly before the controller's own allocation ends",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue a search after a crash or expiry")
     resume.add_argument("directory", help="experiment directory")
     resume.add_argument("--site", help="site profile (default: the one the search started with)")
-    resume.add_argument("--stop-after-min", type=float, default=None,
-                        help="stop submitting and save state after this many minutes")
+    resume.add_argument(
+        "--stop-after-min",
+        type=float,
+        default=None,
+        help="stop submitting and save state after this many minutes",
+    )
     resume.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     resume.set_defaults(func=cmd_resume)
 
@@ -197,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("trial", nargs="?", help="trial id such as t0003 (default: all active)")
     cancel.set_defaults(func=cmd_cancel)
 
-    offline = sub.add_parser("propose", help="suggest the next point(s) from a CSV of measurements")
+    offline = sub.add_parser(
+        "propose", help="suggest the next point(s) from a CSV of measurements"
+    )
     propose.add_arguments(offline)
     offline.set_defaults(func=propose.run)
     return parser

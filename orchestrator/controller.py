@@ -44,8 +44,14 @@ _MAX_LAUNCH_FAILURES = 5
 class Controller:
     """Drive one experiment directory to completion with one backend."""
 
-    def __init__(self, directory: Path, experiment: Experiment, site: SiteProfile,
-                 backend: Backend, deadline: float | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        experiment: Experiment,
+        site: SiteProfile,
+        backend: Backend,
+        deadline: float | None = None,
+    ):
         self.directory = Path(directory).resolve()
         self.experiment = experiment
         self.site = site
@@ -119,24 +125,40 @@ class Controller:
 
     def _create_trials(self, count: int) -> None:
         pending = [trial.params for trial in self.state.active_trials()]
-        avoid = [trial.params for trial in self.state.trials.values()
-                 if trial.state in (st.DIVERGED, st.INFEASIBLE, st.FAILED)]
+        avoid = [
+            trial.params
+            for trial in self.state.trials.values()
+            if trial.state in (st.DIVERGED, st.INFEASIBLE, st.FAILED)
+        ]
         proposals = self.search.ask(count=count, pending=pending + avoid)
         for proposal in proposals:
             trial_id = self.state.next_trial_id()
             # proposals_made lets a resumed search continue the same random sequence.
-            self._record({
-                "event": "trial", "trial_id": trial_id, "params": proposal.params,
-                "kind": proposal.kind, "predicted": proposal.predicted,
-                "on_boundary": proposal.on_boundary,
-                "proposals_made": self.search.proposal_index,
-            })
+            self._record(
+                {
+                    "event": "trial",
+                    "trial_id": trial_id,
+                    "params": proposal.params,
+                    "kind": proposal.kind,
+                    "predicted": proposal.predicted,
+                    "on_boundary": proposal.on_boundary,
+                    "proposals_made": self.search.proposal_index,
+                }
+            )
             predicted = "-" if proposal.predicted is None else f"{proposal.predicted:.3f}"
-            logger.info("trial %s (%s): params %s, predicted %s", trial_id, proposal.kind,
-                        proposal.params, predicted)
+            logger.info(
+                "trial %s (%s): params %s, predicted %s",
+                trial_id,
+                proposal.kind,
+                proposal.params,
+                predicted,
+            )
             if proposal.on_boundary:
-                logger.info("trial %s sits on the box boundary in %s; the range may be too "
-                            "narrow", trial_id, proposal.on_boundary)
+                logger.info(
+                    "trial %s sits on the box boundary in %s; the range may be too narrow",
+                    trial_id,
+                    proposal.on_boundary,
+                )
 
     def _submit(self, trial: st.Trial) -> None:
         spec = self.build_spec(trial)
@@ -146,16 +168,24 @@ class Controller:
         try:
             job_id = self.backend.submit(spec, exclude_nodes=tuple(trial.exclude_nodes))
         except TransientLaunchError as exc:
-            # The scheduler did not answer: not the trial's fault, try again next round.
+            # The scheduler timed out, which is not the trial's fault, so retry next round.
             logger.warning("submission of %s timed out, will retry: %s", trial.trial_id, exc)
-            self._end_attempt(trial, JobStatus(JobState.UNKNOWN, reason=str(exc)), "scheduler_timeout")
+            self._end_attempt(
+                trial, JobStatus(JobState.UNKNOWN, reason=str(exc)), "scheduler_timeout"
+            )
             return
         except LaunchError as exc:
             logger.warning("submission of %s failed: %s", trial.trial_id, exc)
             self._end_attempt(trial, JobStatus(JobState.FAILED, reason=str(exc)), "launch_failure")
             return
-        self._record({"event": "submitted", "trial_id": trial.trial_id, "attempt": attempt,
-                      "job_id": job_id})
+        self._record(
+            {
+                "event": "submitted",
+                "trial_id": trial.trial_id,
+                "attempt": attempt,
+                "job_id": job_id,
+            }
+        )
         logger.info("trial %s submitted as job %s (attempt %d)", trial.trial_id, job_id, attempt)
 
     def _recover_submissions(self) -> None:
@@ -166,10 +196,17 @@ class Controller:
                 found = self._find_jobs(spec)
                 if found:
                     job_id = found[-1]
-                    logger.warning("trial %s: found job %s submitted before the crash",
-                                   trial.trial_id, job_id)
-                    self._record({"event": "submitted", "trial_id": trial.trial_id,
-                                  "attempt": trial.attempts[-1].number, "job_id": job_id})
+                    logger.warning(
+                        "trial %s: found job %s submitted before the crash", trial.trial_id, job_id
+                    )
+                    self._record(
+                        {
+                            "event": "submitted",
+                            "trial_id": trial.trial_id,
+                            "attempt": trial.attempts[-1].number,
+                            "job_id": job_id,
+                        }
+                    )
                 else:
                     # Never reached the scheduler: forget the attempt, resubmit.
                     trial.attempts.pop()
@@ -220,17 +257,40 @@ class Controller:
         if result is None:
             first = self._partial_since.setdefault(trial.trial_id, time.time())
             if time.time() - first > self.site.result_grace_s:
-                logger.error("result file of %s stayed incomplete for %.0f s", trial.trial_id,
-                             self.site.result_grace_s)
+                logger.error(
+                    "result file of %s stayed incomplete for %.0f s",
+                    trial.trial_id,
+                    self.site.result_grace_s,
+                )
                 os.replace(path, path.with_name(f"{path.name}.partial.{int(time.time())}"))
             return False
         objective = self.experiment.space.objective.name
         value = result.metric(objective) if result.status == "ok" else None
-        summary = {key: result.raw.get(key) for key in (
-            "top1", "top5", "num_val_images", "epochs", "wall_s", "gpu_hours", "num_params",
-            "world_size", "device", "cpu_core_hours")}
-        self._record({"event": "result", "trial_id": trial.trial_id, "job_id": trial.job_id,
-                      "status": result.status, "value": value, "result": summary})
+        summary = {
+            key: result.raw.get(key)
+            for key in (
+                "top1",
+                "top5",
+                "num_val_images",
+                "epochs",
+                "wall_s",
+                "gpu_hours",
+                "num_params",
+                "world_size",
+                "device",
+                "cpu_core_hours",
+            )
+        }
+        self._record(
+            {
+                "event": "result",
+                "trial_id": trial.trial_id,
+                "job_id": trial.job_id,
+                "status": result.status,
+                "value": value,
+                "result": summary,
+            }
+        )
         if value is not None:
             self.search.tell(trial.params, value, predicted=trial.predicted)
             self._log_measurement(trial, value)
@@ -241,8 +301,14 @@ class Controller:
     def _log_measurement(self, trial: st.Trial, value: float) -> None:
         best = self.search.best()
         predicted = "-" if trial.predicted is None else f"{trial.predicted:.3f}"
-        logger.info("trial %s measured %.3f (predicted %s); best so far %.3f at %s",
-                    trial.trial_id, value, predicted, best[1], best[0])
+        logger.info(
+            "trial %s measured %.3f (predicted %s); best so far %.3f at %s",
+            trial.trial_id,
+            value,
+            predicted,
+            best[1],
+            best[0],
+        )
 
     def _handle_status(self, trial: st.Trial, status: JobStatus) -> None:
         if status.state.is_active:
@@ -262,17 +328,29 @@ class Controller:
         not_before = 0.0
         exclude = None
         if classification == "launch_failure":
-            delay = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** trial.launch_failures)
+            delay = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**trial.launch_failures)
             not_before = time.time() + delay
             exclude = status.node
-        self._record({
-            "event": "attempt_end", "trial_id": trial.trial_id, "job_id": trial.job_id,
-            "state": status.state.value, "reason": status.reason,
-            "classification": classification, "not_before": not_before,
-            "exclude_node": exclude,
-        })
-        logger.warning("trial %s job %s ended %s (%s): %s", trial.trial_id, trial.job_id,
-                       status.state.value, classification, status.reason or "no reason given")
+        self._record(
+            {
+                "event": "attempt_end",
+                "trial_id": trial.trial_id,
+                "job_id": trial.job_id,
+                "state": status.state.value,
+                "reason": status.reason,
+                "classification": classification,
+                "not_before": not_before,
+                "exclude_node": exclude,
+            }
+        )
+        logger.warning(
+            "trial %s job %s ended %s (%s): %s",
+            trial.trial_id,
+            trial.job_id,
+            status.state.value,
+            classification,
+            status.reason or "no reason given",
+        )
         final = None
         if classification == "infeasible":
             final = (st.INFEASIBLE, f"out of memory: {status.reason}")
@@ -281,8 +359,14 @@ class Controller:
         elif trial.launch_failures > _MAX_LAUNCH_FAILURES:
             final = (st.FAILED, f"launch failed {trial.launch_failures} times: {status.reason}")
         if final is not None:
-            self._record({"event": "trial_final", "trial_id": trial.trial_id,
-                          "state": final[0], "reason": final[1]})
+            self._record(
+                {
+                    "event": "trial_final",
+                    "trial_id": trial.trial_id,
+                    "state": final[0],
+                    "reason": final[1],
+                }
+            )
             logger.error("trial %s is %s: %s", trial.trial_id, final[0], final[1])
 
     # -- stopping ----------------------------------------------------------------------
@@ -305,8 +389,13 @@ class Controller:
         """Acquire the lease and create or resume the journal."""
         self.lease.acquire()
         if events is None:
-            self.journal.create({"experiment": self.experiment.name,
-                                 "site": self.site.name, "seed": self.experiment.search.seed})
+            self.journal.create(
+                {
+                    "experiment": self.experiment.name,
+                    "site": self.site.name,
+                    "seed": self.experiment.search.seed,
+                }
+            )
         else:
             self.journal.repair_tail()
             self.restore(events)
@@ -324,7 +413,9 @@ class Controller:
                     self._record({"event": "stop", "reason": "allocation_ending"})
                     logger.warning(
                         "allocation ends soon: state saved, submitted jobs keep running; "
-                        "continue with: spline-nas resume %s", self.directory)
+                        "continue with: spline-nas resume %s",
+                        self.directory,
+                    )
                     return "allocation_ending"
                 reason = self.state.stop_reason or self._stop_reason()
                 active = self.state.active_trials()
@@ -347,9 +438,11 @@ class Controller:
     def _fill_slots(self) -> None:
         active = self.state.active_trials()
         free = self.site.max_concurrent_trials - sum(t.state == st.SUBMITTED for t in active)
-        budget_left = self.experiment.search.max_evaluations - len(
-            [t for t in self.state.trials.values() if t.state in (st.DONE, st.DIVERGED)]
-        ) - sum(1 for t in active)
+        budget_left = (
+            self.experiment.search.max_evaluations
+            - len([t for t in self.state.trials.values() if t.state in (st.DONE, st.DIVERGED)])
+            - sum(1 for t in active)
+        )
         unsubmitted = [t for t in active if t.state == st.CREATED]
         if free > len(unsubmitted) and budget_left > 0:
             self._create_trials(min(free - len(unsubmitted), budget_left))

@@ -47,8 +47,10 @@ class Experiment:
 
 
 def _model(section: Section) -> dict[str, Any]:
-    section.check_keys({"name": "required, e.g. resnet18", "fixed": "model parameters not searched"},
-                       required=("name",))
+    section.check_keys(
+        {"name": "required, e.g. resnet18", "fixed": "model parameters not searched"},
+        required=("name",),
+    )
     fixed = section.get_section("fixed", required=False)
     values: dict[str, Any] = {}
     if fixed is not None:
@@ -58,18 +60,23 @@ def _model(section: Section) -> dict[str, Any]:
 
 
 def _data(section: Section, base: Path) -> dict[str, Any]:
-    section.check_keys({
-        "dataset": "sklearn-digits or imagefolder",
-        "root": "image folder; default data/digits for sklearn-digits",
-        "image_size": "default 32",
-        "split_seed": "default 0",
-        "val_fraction": "default 0.5",
-        "train_fraction": "default 1.0",
-        "num_workers": "default 0",
-    }, required=("dataset",))
+    section.check_keys(
+        {
+            "dataset": "sklearn-digits or imagefolder",
+            "root": "image folder; default data/digits for sklearn-digits",
+            "image_size": "default 32",
+            "split_seed": "default 0",
+            "val_fraction": "default 0.5",
+            "train_fraction": "default 1.0",
+            "num_workers": "default 0",
+        },
+        required=("dataset",),
+    )
     dataset = section.get_str("dataset", required=True)
     if dataset not in _DATASETS:
-        raise section.error("dataset", f"unknown dataset {dataset!r}; use one of {', '.join(_DATASETS)}")
+        raise section.error(
+            "dataset", f"unknown dataset {dataset!r}; use one of {', '.join(_DATASETS)}"
+        )
     root_text = section.get_str("root", "data/digits" if dataset == "sklearn-digits" else None)
     if root_text is None:
         raise section.error("root", "missing required key for dataset imagefolder")
@@ -94,8 +101,15 @@ def _data(section: Section, base: Path) -> dict[str, Any]:
 
 
 def _training(section: Section | None) -> dict[str, Any]:
-    defaults = {"epochs": 4, "batch_size_per_rank": 32, "lr": 0.1, "momentum": 0.9,
-                "weight_decay": 1e-4, "lr_power": 2.0, "seed": 0}
+    defaults = {
+        "epochs": 4,
+        "batch_size_per_rank": 32,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "lr_power": 2.0,
+        "seed": 0,
+    }
     if section is None:
         return dict(defaults)
     section.check_keys({key: f"default {value}" for key, value in defaults.items()})
@@ -125,11 +139,16 @@ def _distributed(section: Section | None) -> dict[str, Any]:
 def _search(section: Section | None) -> SearchSettings:
     if section is None:
         return SearchSettings()
-    section.check_keys({
-        "seed": "default 0", "epsilon": "default 1.0", "min_distance": "default 0.05",
-        "max_evaluations": "default 30", "max_gpu_hours": "default none",
-        "max_wall_hours": "default none",
-    })
+    section.check_keys(
+        {
+            "seed": "default 0",
+            "epsilon": "default 1.0",
+            "min_distance": "default 0.05",
+            "max_evaluations": "default 30",
+            "max_gpu_hours": "default none",
+            "max_wall_hours": "default none",
+        }
+    )
     settings = SearchSettings(
         seed=section.get_int("seed", 0),
         epsilon=section.get_float("epsilon", 1.0),
@@ -189,5 +208,10 @@ def experiment_from_text(text: str, source: str, base: Path) -> Experiment:
     return parse_experiment(parse_section(text, source), text, base)
 
 
-__all__ = ["ConfigError", "Experiment", "SearchSettings", "load_experiment",
-           "experiment_from_text"]
+__all__ = [
+    "ConfigError",
+    "Experiment",
+    "SearchSettings",
+    "load_experiment",
+    "experiment_from_text",
+]

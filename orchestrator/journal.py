@@ -110,7 +110,9 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise JournalError(f"{path}: journal not found; is this an experiment directory?") from None
+        raise JournalError(
+            f"{path}: journal not found; is this an experiment directory?"
+        ) from None
     lines = raw.split(b"\n")
     # A complete file ends with a newline, so the last element is empty.
     trailing = lines.pop()

@@ -64,8 +64,12 @@ class Lease:
     def read(self) -> LeaseInfo | None:
         try:
             data = json.loads(self.path.read_text())
-            return LeaseInfo(str(data["host"]), int(data["pid"]), float(data["started"]),
-                             float(data["heartbeat"]))
+            return LeaseInfo(
+                str(data["host"]),
+                int(data["pid"]),
+                float(data["started"]),
+                float(data["heartbeat"]),
+            )
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError):

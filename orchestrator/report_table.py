@@ -17,8 +17,10 @@ def _format_value(value: Any) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) if rows else len(header[i])
-              for i in range(len(header))]
+    widths = [
+        max(len(header[i]), *(len(row[i]) for row in rows)) if rows else len(header[i])
+        for i in range(len(header))
+    ]
     lines = ["  ".join(text.ljust(width) for text, width in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * width for width in widths))
     for row in rows:
@@ -44,15 +46,23 @@ def format_summary(state: st.ExperimentState, space: SearchSpace) -> str:
         if trial.state != st.DONE:
             continue
         mark = " *" if best is not None and trial.trial_id == best.trial_id else ""
-        rows.append([trial.kind, trial.trial_id + mark,
-                     *(_format_value(trial.params.get(name)) for name in names),
-                     _format_value(trial.value), _format_value(trial.predicted)])
+        rows.append(
+            [
+                trial.kind,
+                trial.trial_id + mark,
+                *(_format_value(trial.params.get(name)) for name in names),
+                _format_value(trial.value),
+                _format_value(trial.predicted),
+            ]
+        )
     lines = [_table(header, rows), ""]
     lines.append(f"stop reason: {state.stop_reason or 'not stopped'}")
     if best is not None:
         params = ", ".join(f"{k}={_format_value(v)}" for k, v in best.params.items())
-        lines.append(f"best measured point: {best.trial_id} {params} -> "
-                     f"{space.objective.name} {_format_value(best.value)}")
+        lines.append(
+            f"best measured point: {best.trial_id} {params} -> "
+            f"{space.objective.name} {_format_value(best.value)}"
+        )
     else:
         lines.append("no point was measured")
     return "\n".join(lines)
@@ -62,28 +72,52 @@ def format_status(state: st.ExperimentState, space: SearchSpace) -> str:
     """Return the status table of all trials, with attempts and GPU hours."""
     names = [p.name for p in space.parameters]
     maximize = space.objective.direction == "maximize"
-    header = ["trial", "kind", "state", "attempts", "job ids", *names, "measured",
-              "predicted", "best so far", "gpu h", "note"]
+    header = [
+        "trial",
+        "kind",
+        "state",
+        "attempts",
+        "job ids",
+        *names,
+        "measured",
+        "predicted",
+        "best so far",
+        "gpu h",
+        "note",
+    ]
     rows = []
     best_value: float | None = None
     for trial in state.trials.values():
         if trial.value is not None:
-            if best_value is None or (trial.value > best_value if maximize else trial.value < best_value):
+            if best_value is None or (
+                trial.value > best_value if maximize else trial.value < best_value
+            ):
                 best_value = trial.value
         jobs = ",".join(a.job_id for a in trial.attempts if a.job_id) or "-"
         note = trial.reason
         retries = [f"{a.classification}: {a.reason}" for a in trial.attempts if a.classification]
         if retries and not note:
             note = "; ".join(retries)[-80:]
-        rows.append([
-            trial.trial_id, trial.kind, trial.state, str(len(trial.attempts)), jobs,
-            *(_format_value(trial.params.get(name)) for name in names),
-            _format_value(trial.value), _format_value(trial.predicted),
-            _format_value(best_value), f"{trial.gpu_hours:.2f}", note,
-        ])
+        rows.append(
+            [
+                trial.trial_id,
+                trial.kind,
+                trial.state,
+                str(len(trial.attempts)),
+                jobs,
+                *(_format_value(trial.params.get(name)) for name in names),
+                _format_value(trial.value),
+                _format_value(trial.predicted),
+                _format_value(best_value),
+                f"{trial.gpu_hours:.2f}",
+                note,
+            ]
+        )
     lines = [_table(header, rows), ""]
     active = len(state.active_trials())
     done = sum(t.state == st.DONE for t in state.trials.values())
-    lines.append(f"{len(state.trials)} trials: {done} measured, {active} active; "
-                 f"{state.gpu_hours():.2f} GPU hours; stop reason: {state.stop_reason or '-'}")
+    lines.append(
+        f"{len(state.trials)} trials: {done} measured, {active} active; "
+        f"{state.gpu_hours():.2f} GPU hours; stop reason: {state.stop_reason or '-'}"
+    )
     return "\n".join(lines)

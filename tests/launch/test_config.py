@@ -9,7 +9,9 @@ def _section(text):
 
 
 def test_config_duplicate_key_names_line():
-    with pytest.raises(ConfigError, match=r"site.yaml:3: key 'a': duplicate key \(first defined on line 1\)"):
+    with pytest.raises(
+        ConfigError, match=r"site.yaml:3: key 'a': duplicate key \(first defined on line 1\)"
+    ):
         _section("a: 1\nb: 2\na: 3\n")
 
 
@@ -70,9 +72,16 @@ def test_config_invalid_yaml_has_line():
         _section("a: [1, 2\nb: 3\n")
 
 
-@pytest.mark.parametrize("text,minutes", [
-    ("30", 30), ("02:00:00", 120), ("1-00:00:00", 1440), ("1:30", 90), ("0:00:30", 1),
-])
+@pytest.mark.parametrize(
+    "text,minutes",
+    [
+        ("30", 30),
+        ("02:00:00", 120),
+        ("1-00:00:00", 1440),
+        ("1:30", 90),
+        ("0:00:30", 1),
+    ],
+)
 def test_walltime_forms(text, minutes):
     section = _section("walltime: x\n")
     assert parse_walltime_min(text, section, "walltime") == minutes
@@ -107,5 +116,7 @@ def test_site_unknown_backend(tmp_path):
 def test_site_negative_concurrency(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text("backend: local\nmax_concurrent_trials: 0\n")
-    with pytest.raises(ConfigError, match="x.yaml:2: key 'max_concurrent_trials': must be positive"):
+    with pytest.raises(
+        ConfigError, match="x.yaml:2: key 'max_concurrent_trials': must be positive"
+    ):
         load_site(str(path))

@@ -5,9 +5,17 @@ import pytest
 from launch.results import InvalidResultError, list_result_files, read_result
 
 GOOD = {
-    "format": 1, "trial_id": "t0001", "status": "ok", "top1": 91.5, "top5": 99.0,
-    "num_val_images": 899, "epochs": 3, "wall_s": 12.5, "gpu_hours": 0.0,
-    "num_params": 1234, "world_size": 2,
+    "format": 1,
+    "trial_id": "t0001",
+    "status": "ok",
+    "top1": 91.5,
+    "top5": 99.0,
+    "num_val_images": 899,
+    "epochs": 3,
+    "wall_s": 12.5,
+    "gpu_hours": 0.0,
+    "num_params": 1234,
+    "world_size": 2,
 }
 
 
@@ -38,14 +46,17 @@ def test_result_other_trial_rejected(tmp_path):
         read_result(path, "t0001")
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("top1", "91", "top1"),
-    ("top1", 140.0, "outside"),
-    ("num_val_images", 0, "positive"),
-    ("status", "weird", "status"),
-    ("format", 2, "unsupported result format"),
-    ("epochs", True, "epochs"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("top1", "91", "top1"),
+        ("top1", 140.0, "outside"),
+        ("num_val_images", 0, "positive"),
+        ("status", "weird", "status"),
+        ("format", 2, "unsupported result format"),
+        ("epochs", True, "epochs"),
+    ],
+)
 def test_result_schema_violations(tmp_path, key, value, message):
     path = _write(tmp_path / "t0001.json", {**GOOD, key: value})
     with pytest.raises(InvalidResultError, match=message):

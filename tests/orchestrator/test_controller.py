@@ -51,8 +51,14 @@ def _cli(tmp_path, *args, env_extra=None, timeout=120):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(REPO)])
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _measured(directory):
@@ -102,8 +108,16 @@ def test_controller_sigkill_resume_matches_uninterrupted(tmp_path):
     for point in kill_points:
         directory = tmp_path / f"kill{point}"
         kinds.add(events[point - 1]["event"])
-        crashed = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", directory.name,
-                       env_extra={KILL_BEFORE_EVENT_ENV: str(point)})
+        crashed = _cli(
+            tmp_path,
+            "run",
+            "exp.yaml",
+            "--site",
+            "site.yaml",
+            "--dir",
+            directory.name,
+            env_extra={KILL_BEFORE_EVENT_ENV: str(point)},
+        )
         assert crashed.returncode == -signal.SIGKILL, (point, crashed.stderr[-2000:])
         _wait_for_jobs(directory)
         resumed = _cli(tmp_path, "resume", directory.name)
@@ -121,8 +135,9 @@ def test_controller_second_instance_exits_2(tmp_path):
     assert first.returncode == 0
     # Pretend a live controller on another host holds the lease.
     now = time.time()
-    (directory / "lease.json").write_text(json.dumps(
-        {"host": "login2", "pid": 4242, "started": now, "heartbeat": now}))
+    (directory / "lease.json").write_text(
+        json.dumps({"host": "login2", "pid": 4242, "started": now, "heartbeat": now})
+    )
     second = _cli(tmp_path, "resume", "run")
     assert second.returncode == 2
     assert "pid 4242 on host login2" in second.stderr
@@ -143,8 +158,9 @@ def test_controller_parallel_initial_design(tmp_path):
 @pytest.mark.slow
 def test_controller_survives_faults(tmp_path):
     _setup(tmp_path, faults=0.6)
-    completed = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run",
-                     timeout=300)
+    completed = _cli(
+        tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run", timeout=300
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     directory = tmp_path / "run"
     state = ExperimentState.from_events(read_journal(directory / "journal.jsonl"))

@@ -26,8 +26,11 @@ def test_lease_dead_local_pid_is_taken_over(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     now = time.time()
-    (tmp_path / "lease.json").write_text(json.dumps(
-        {"host": socket.gethostname(), "pid": process.pid, "started": now, "heartbeat": now}))
+    (tmp_path / "lease.json").write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": process.pid, "started": now, "heartbeat": now}
+        )
+    )
     lease = Lease(tmp_path)
     lease.acquire()
     assert lease.read().pid == os.getpid()
@@ -35,8 +38,9 @@ def test_lease_dead_local_pid_is_taken_over(tmp_path):
 
 def test_lease_old_heartbeat_is_taken_over(tmp_path):
     old = time.time() - 1000
-    (tmp_path / "lease.json").write_text(json.dumps(
-        {"host": "other-login-node", "pid": 1, "started": old, "heartbeat": old}))
+    (tmp_path / "lease.json").write_text(
+        json.dumps({"host": "other-login-node", "pid": 1, "started": old, "heartbeat": old})
+    )
     lease = Lease(tmp_path, stale_after_s=300)
     lease.acquire()
     assert lease.read().host == socket.gethostname()
@@ -44,8 +48,9 @@ def test_lease_old_heartbeat_is_taken_over(tmp_path):
 
 def test_lease_fresh_remote_holder_rejected(tmp_path):
     now = time.time()
-    (tmp_path / "lease.json").write_text(json.dumps(
-        {"host": "other-login-node", "pid": 1, "started": now, "heartbeat": now}))
+    (tmp_path / "lease.json").write_text(
+        json.dumps({"host": "other-login-node", "pid": 1, "started": now, "heartbeat": now})
+    )
     with pytest.raises(LeaseHeldError, match="other-login-node"):
         Lease(tmp_path).acquire()
 
@@ -55,7 +60,8 @@ def test_lease_heartbeat_detects_loss(tmp_path):
     lease.acquire()
     lease.heartbeat()
     now = time.time()
-    (tmp_path / "lease.json").write_text(json.dumps(
-        {"host": "thief", "pid": 7, "started": now, "heartbeat": now}))
+    (tmp_path / "lease.json").write_text(
+        json.dumps({"host": "thief", "pid": 7, "started": now, "heartbeat": now})
+    )
     with pytest.raises(LeaseHeldError, match="lost the lease"):
         lease.heartbeat()

@@ -42,8 +42,13 @@ class FunctionBackend(Backend):
 
     name = "function"
 
-    def __init__(self, objective: str = "quadratic", delay_s: float = 0.2,
-                 fault_fraction: float = 0.0, fault_attempts: int = 1):
+    def __init__(
+        self,
+        objective: str = "quadratic",
+        delay_s: float = 0.2,
+        fault_fraction: float = 0.0,
+        fault_attempts: int = 1,
+    ):
         self.objective = objective
         self.delay_s = delay_s
         self.fault_fraction = fault_fraction
@@ -58,12 +63,26 @@ class FunctionBackend(Backend):
         fault = fault_of(spec["model"]["params"], self.fault_fraction)
         if fault is not None and attempt > self.fault_attempts and fault != "oom":
             fault = None
-        command = [sys.executable, "-m", "function_job", str(Path(spec["trial_dir"]) / "spec.json"),
-                   self.objective, str(self.delay_s), fault or "none"]
+        command = [
+            sys.executable,
+            "-m",
+            "function_job",
+            str(Path(spec["trial_dir"]) / "spec.json"),
+            self.objective,
+            str(self.delay_s),
+            fault or "none",
+        ]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-        process = subprocess.Popen(command, env=env, start_new_session=True,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).parent), env.get("PYTHONPATH", "")]
+        )
+        process = subprocess.Popen(
+            command,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         job_id = str(process.pid)
         (jobs_dir / f"{job_id}.job").write_text(json.dumps({"attempt": attempt, "fault": fault}))
         self._processes[job_id] = process

@@ -41,13 +41,24 @@ def main() -> int:
         top1 = 0.0 if fault == "diverged" else evaluate(objective, spec["model"]["params"])
         result_path = Path(spec["result_path"])
         result_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(result_path, {
-            "format": 1, "trial_id": spec["trial_id"],
-            "status": "diverged" if fault == "diverged" else "ok",
-            "top1": top1, "top5": min(100.0, top1 + 5), "num_val_images": 100, "epochs": 1,
-            "wall_s": delay, "gpu_hours": 0.01, "num_params": 1000, "world_size": 1,
-            "device": "cpu", "spec": spec,
-        })
+        write_atomic(
+            result_path,
+            {
+                "format": 1,
+                "trial_id": spec["trial_id"],
+                "status": "diverged" if fault == "diverged" else "ok",
+                "top1": top1,
+                "top5": min(100.0, top1 + 5),
+                "num_val_images": 100,
+                "epochs": 1,
+                "wall_s": delay,
+                "gpu_hours": 0.01,
+                "num_params": 1000,
+                "world_size": 1,
+                "device": "cpu",
+                "spec": spec,
+            },
+        )
     jobs_dir = Path(spec["trial_dir"]) / "jobs"
     write_atomic(jobs_dir / f"{os.getpid()}.exit", code)
     return code
