@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from launch.allocation import slurm_allocation_end
 from launch.base import LaunchError
 from launch.config import ConfigError
 from launch.site import SiteProfile, load_site, make_backend
@@ -64,11 +65,23 @@ def _experiment_dir(args: argparse.Namespace, experiment: Experiment) -> Path:
 
 
 def _deadline(args: argparse.Namespace) -> float | None:
-    if args.stop_after_min is None:
-        return None
-    if args.stop_after_min <= 0:
-        raise UsageError(f"--stop-after-min must be positive, got {args.stop_after_min}")
-    return time.time() + args.stop_after_min * 60
+    """Return when to stop submitting: --stop-after-min, or before the allocation ends."""
+    deadlines = []
+    if args.stop_after_min is not None:
+        if args.stop_after_min <= 0:
+            raise UsageError(f"--stop-after-min must be positive, got {args.stop_after_min}")
+        deadlines.append(time.time() + args.stop_after_min * 60)
+    if args.end_margin_min < 0:
+        raise UsageError(f"--end-margin-min must be 0 or more, got {args.end_margin_min}")
+    end = slurm_allocation_end()
+    if end is not None:
+        deadlines.append(end - args.end_margin_min * 60)
+        logger.info(
+            "controller allocation ends at %s; will stop %.0f min before",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(end)),
+            args.end_margin_min,
+        )
+    return min(deadlines) if deadlines else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -206,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop submitting and save state after this many minutes, e.g. "
         "shortly before the controller's own allocation ends",
     )
+    run.add_argument(
+        "--end-margin-min",
+        type=float,
+        default=10.0,
+        help="inside a Slurm allocation, stop this many minutes before it ends (default 10)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     run.set_defaults(func=cmd_run)
 
@@ -217,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="stop submitting and save state after this many minutes",
+    )
+    resume.add_argument(
+        "--end-margin-min",
+        type=float,
+        default=10.0,
+        help="inside a Slurm allocation, stop this many minutes before it ends (default 10)",
     )
     resume.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     resume.set_defaults(func=cmd_resume)

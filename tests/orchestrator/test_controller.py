@@ -191,3 +191,48 @@ def test_controller_survives_faults(tmp_path):
     status = _cli(tmp_path, "status", "run")
     assert status.returncode == 0
     assert "requeue" in status.stdout or "infeasible" in status.stdout
+
+
+def test_controller_deadline_then_resume(tmp_path):
+    _setup(tmp_path)
+    reference = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "ref")
+    assert reference.returncode == 0, reference.stderr
+    stopped = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run",
+                   "--stop-after-min", "0.01")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "spline-nas resume" in stopped.stdout
+    events = read_journal(tmp_path / "run" / "journal.jsonl")
+    assert events[-1]["event"] == "stop"
+    assert events[-1]["reason"] == "allocation_ending"
+    assert len(_measured(tmp_path / "run")) < len(_measured(tmp_path / "ref"))
+    _wait_for_jobs(tmp_path / "run")
+    resumed = _cli(tmp_path, "resume", "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _measured(tmp_path / "run") == _measured(tmp_path / "ref")
+
+
+def test_cli_bad_experiment_exits_2(tmp_path):
+    _setup(tmp_path)
+    (tmp_path / "bad.yaml").write_text(EXPERIMENT.replace("high: 100}", "high: '100'}", 1))
+    completed = _cli(tmp_path, "run", "bad.yaml", "--site", "site.yaml", "--dir", "run")
+    assert completed.returncode == 2
+    assert "bad.yaml:4" in completed.stderr
+    assert "remove the quotes" in completed.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_resume_missing_directory_exits_2(tmp_path):
+    completed = _cli(tmp_path, "resume", "nowhere")
+    assert completed.returncode == 2
+    assert "experiment directory nowhere not found" in completed.stderr
+
+
+def test_cli_run_refuses_existing_experiment(tmp_path):
+    _setup(tmp_path)
+    first = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run")
+    assert first.returncode == 0
+    journal_before = (tmp_path / "run" / "journal.jsonl").read_bytes()
+    second = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run")
+    assert second.returncode == 2
+    assert "already holds an experiment" in second.stderr
+    assert (tmp_path / "run" / "journal.jsonl").read_bytes() == journal_before
