@@ -8,8 +8,9 @@ jobs.train SPEC``. It is submitted as ``bsub SCRIPT`` with an argv list, which n
 Walltime chaining
 -----------------
 LSF sends ``warning_signal`` (``#BSUB -wa``) ``warning_time_min`` minutes (``#BSUB -wt``)
-before the run limit. ``jobs.train`` then writes a checkpoint and exits without a result
-file. A job that ignores the warning is killed at the run limit and ends in EXIT with exit
+before the run limit. ``jobs.train`` then writes a checkpoint and exits with code 75
+(EX_TEMPFAIL) without a result file, which :meth:`LsfBackend.states` reports as
+``PREEMPTED``. A job that ignores the warning is killed at the run limit and ends in EXIT with exit
 code 140 (TERM_RUNLIMIT), which :meth:`LsfBackend.states` reports as ``TIMEOUT``. In both
 cases the controller submits the same spec again and training resumes from the trial's
 checkpoint. ``submit(spec, depends_on=JOB_ID)`` adds ``#BSUB -w "ended(JOB_ID)"`` so a
@@ -497,8 +498,10 @@ def build_script_lines(
         "    exit 0",
         "fi",
         "",
-        "# LSF signals the processes of the job on the launch node and jsrun forwards the",
-        "# signal to the ranks; the trap keeps this shell alive until jsrun exits.",
+        # NOTE: signal delivery to jsrun and on to the ranks is tested only with the
+        # stand-in jsrun, which forwards SIGUSR1, SIGUSR2, SIGTERM, SIGINT and SIGHUP.
+        "# The warning signal (-wa) reaches jsrun, which passes it on to the ranks. The trap",
+        "# keeps this shell running until jsrun exits.",
         f"trap 'echo \"spline-nas: received SIG{profile.warning_signal}\" >&2' "
         f"{profile.warning_signal}",
     ]
@@ -586,6 +589,8 @@ _EXIT_REASONS = {
 }
 # LSF reports exit code 140 for a job killed at its run limit.
 _RUNLIMIT_EXIT_CODE = 140
+# jobs.train exits with EX_TEMPFAIL (75) after it checkpointed on the warning signal.
+_PREEMPTED_EXIT_CODE = 75
 BJOBS_FIELDS = "jobid stat exit_code exit_reason exec_host"
 
 
@@ -622,7 +627,10 @@ def _map_state(stat: str, exit_code: int | None, reason: str) -> JobState:
     if stat == "EXIT":
         if exit_code == _RUNLIMIT_EXIT_CODE:
             return JobState.TIMEOUT
-        return _EXIT_REASONS.get(reason.split()[0] if reason else "", JobState.FAILED)
+        if exit_code == _PREEMPTED_EXIT_CODE:
+            return JobState.PREEMPTED
+        keyword = re.match(r"TERM_[A-Z_]+", reason)
+        return _EXIT_REASONS.get(keyword.group(0) if keyword else "", JobState.FAILED)
     if stat not in _STATES:
         logger.warning("unknown LSF job state %r; reporting it as unknown", stat)
     return _STATES.get(stat, JobState.UNKNOWN)

@@ -2,9 +2,9 @@
 
 It imitates the contract of ``python -m jobs.train SPEC``: ranks from OMPI_COMM_WORLD_*,
 a file:// rendezvous in the trial directory, a checkpoint after every epoch, and on
-SIGUSR1/SIGUSR2/SIGTERM a checkpoint and exit 0 without a result file. The checkpoint
-and the result keep a history of [JOB_ID, EPOCH] pairs so tests can check that every
-epoch ran exactly once.
+SIGUSR1/SIGUSR2/SIGTERM a checkpoint and exit code 75 (EX_TEMPFAIL) without a result
+file. The checkpoint and the result keep a history of [JOB_ID, EPOCH] pairs so tests can
+check that every epoch ran exactly once.
 Set PAYLOAD_IGNORE_WARNING=1 to ignore SIGUSR1, so that only the run limit stops it.
 """
 
@@ -72,8 +72,9 @@ def main() -> int:
             torch.save(state, f"{checkpoint}.tmp")
             os.replace(f"{checkpoint}.tmp", checkpoint)
         if flag.item():
+            dist.barrier()
             dist.destroy_process_group()
-            return 0
+            return 75
     hosts = [None] * world_size
     dist.all_gather_object(hosts, os.environ.get("LSF_STANDIN_HOST"))
     if rank == 0:
