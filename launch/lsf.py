@@ -3,7 +3,7 @@
 Each trial becomes one batch job. The job script is built as a list of lines: ``#BSUB``
 directives, the profile's setup lines, ``export`` lines, then ``jsrun ... python -m
 jobs.train SPEC``. It is submitted as ``bsub SCRIPT`` with an argv list, which needs
-``LSB_BSUB_PARSE_SCRIPT=Y`` in lsf.conf (set on Summit, whose documentation uses this form).
+``LSB_BSUB_PARSE_SCRIPT=Y`` in lsf.conf (IBM Spectrum LSF 10.1, bsub ``job_script``).
 
 Walltime chaining
 -----------------
@@ -36,8 +36,9 @@ from launch.config import ConfigError, Section
 
 logger = logging.getLogger(__name__)
 
-# NOTE: Summit's batch queue limits (OLCF user guide, "Batch Queue Policy"): walltime in
-# minutes for the smallest node count of each bin. Other queues are not checked.
+# NOTE: Summit's batch queue walltime limits in minutes, keyed by the smallest node count
+# of each bin, as specified for this project and not checked against the current OLCF
+# policy. Other queues are not checked.
 _QUEUE_LIMITS_MIN: dict[str, list[tuple[int, int]]] = {
     "batch": [(922, 24 * 60), (92, 12 * 60), (46, 6 * 60), (1, 2 * 60)],
 }
@@ -172,6 +173,7 @@ class LsfProfile:
         backend = section.get_str("backend", "lsf")
         if backend != "lsf":
             raise section.error("backend", f"expected 'lsf' for this profile, got {backend!r}")
+
         nodes = _positive_int(section, "nodes", 1)
         alloc_flags = _bsub_safe(section, "alloc_flags", "")
         gpus_per_node = _positive_int(section, "gpus_per_node", 6)
@@ -185,6 +187,7 @@ class LsfProfile:
             cores_per_node,
             mps="gpumps" in alloc_flags.split(),
         )
+
         walltime_min = read_walltime_min(section, "walltime")
         warning_time_min = _positive_int(section, "warning_time_min", 10)
         if warning_time_min >= walltime_min:
@@ -193,6 +196,7 @@ class LsfProfile:
                 f"{warning_time_min} min must be below the walltime ({walltime_min} min) "
                 "so that the job gets the warning signal before it is killed",
             )
+
         profile = cls(
             project=_bsub_safe(section, "project", None),
             queue=_bsub_safe(section, "queue", "batch"),

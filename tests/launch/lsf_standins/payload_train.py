@@ -86,7 +86,7 @@ def main() -> int:
             "world_size": world_size,
             "hosts": hosts,
             "history": history,
-            "loss": float(loss),
+            "loss": loss.item(),
         }
         path = Path(spec["result_path"])
         path.with_suffix(".tmp").write_text(json.dumps(result))
