@@ -170,6 +170,11 @@ class LocalBackend(Backend):
             return JobStatus(JobState.FAILED, reason=_tail(stderr) or "ended without a result")
         outcome, value = pickle_load(result_pickle)
         if outcome == "success":
+            if isinstance(value, dict) and value.get("status") == "preempted":
+                # The job checkpointed on a signal and stopped before its last epoch.
+                return JobStatus(
+                    JobState.PREEMPTED, reason="stopped on a signal after a checkpoint"
+                )
             return JobStatus(JobState.COMPLETED, exit_code=0)
         text = str(value)
         if "out of memory" in text.lower() or "MemoryError" in text:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from launch.base import JobState, LaunchError, TransientLaunchError
-from launch.config import ConfigError, load_section, parse_section
+from launch.config import ConfigError, parse_section
 from launch.lsf import (
     LsfBackend,
     LsfProfile,
@@ -19,6 +19,7 @@ from launch.lsf import (
     parse_bjobs,
     parse_submit_reply,
 )
+from launch.site import load_site
 
 DATA = Path(__file__).resolve().parent / "data"
 SUMMIT = Path(__file__).resolve().parents[2] / "site_configs" / "summit.yaml"
@@ -59,7 +60,9 @@ def test_lsf_script_matches_golden(golden: str, extra: str):
 
 
 def test_lsf_summit_profile_renders_valid_bash():
-    backend = LsfBackend(LsfProfile.from_section(load_section(SUMMIT)))
+    site = load_site(str(SUMMIT))
+    assert site.backend == "lsf"
+    backend = LsfBackend(site.backend_profile)
     script = backend.render(SPEC)
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert "jsrun -n 12 -r 6 -a 1 -g 1 -c 7 -b packed:7 python -m jobs.train" in script
