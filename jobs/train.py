@@ -40,22 +40,25 @@ from jobs.checkpoint import (
     set_rng_state,
     write_atomic,
 )
-from jobs.config import TrialConfig, load_spec
-from jobs.data import load_datasets
+from jobs.config import SpecError, TrialConfig, load_spec
+from jobs.data import DataConfigError, load_datasets
 from jobs.distributed import (
     DistEnv,
+    RendezvousError,
     detect_env,
     init_process_group,
     rendezvous_url,
     select_device,
 )
-from jobs.models import build_model, count_parameters
+from jobs.models import ModelConfigError, build_model, count_parameters
 
 logger = logging.getLogger(__name__)
 
 RESULT_FORMAT = 1
 # sysexits.h EX_TEMPFAIL: the CLI exit status of a preempted run ("try again later").
 EXIT_PREEMPTED = 75
+# CLI exit status for an invalid spec, image folder or model, or a failed rendezvous.
+EXIT_INVALID = 2
 
 _previous_handlers: dict[int, Any] = {}
 
@@ -522,7 +525,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="python -m jobs.train",
         description="Train one spline-nas trial on this rank (run under torchrun, srun or "
         "jsrun for several ranks). Exit status: 0 when a result file was written (status "
-        f"ok or diverged), {EXIT_PREEMPTED} when preempted after a checkpoint.",
+        f"ok or diverged), {EXIT_PREEMPTED} when preempted after a checkpoint, {EXIT_INVALID} "
+        f"for an invalid spec or a failed rendezvous.",
     )
     parser.add_argument("spec", help="path of the trial's spec.json")
     parser.add_argument(
@@ -540,7 +544,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    result = run_trial(args.spec)
+    try:
+        result = run_trial(args.spec)
+    except (SpecError, DataConfigError, ModelConfigError, RendezvousError) as exc:
+        logger.error("%s", exc)
+        return EXIT_INVALID
     return EXIT_PREEMPTED if result["status"] == "preempted" else 0
 
 
