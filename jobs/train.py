@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import logging
-import math
 import random
 import sys
 import time
@@ -30,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from jobs.checkpoint import (
     PreemptionFlag,
@@ -214,7 +213,7 @@ def train_one_epoch(trainer: Trainer, progress: Progress) -> str:
 
 
 def evaluate(
-    model: nn.Module, val_set: Dataset, num_classes: int, trainer: Trainer
+    model: nn.Module, val_set: Subset, num_classes: int, trainer: Trainer
 ) -> tuple[float, float, int]:
     """Return top-1 and top-k accuracy in percent and the number of images evaluated.
 
@@ -223,7 +222,7 @@ def evaluate(
     padded ``DistributedSampler``). ``k`` is ``min(5, num_classes)``.
     """
     env = trainer.env
-    shard = Subset(val_set, range(env.rank, len(val_set), env.world_size))  # type: ignore[arg-type]
+    shard = Subset(val_set, range(env.rank, len(val_set), env.world_size))
     loader = DataLoader(
         shard,
         batch_size=2 * trainer.config.train.batch_size_per_rank,
@@ -247,7 +246,7 @@ def evaluate(
 
 
 def _checkpoint(trainer: Trainer, progress: Progress) -> None:
-    """Write a checkpoint of ``progress`` from rank 0; every rank must call this."""
+    """Write a checkpoint of ``progress`` from rank 0. Every rank must call this."""
     rng_states: list[Any] = [None] * trainer.env.world_size
     dist.all_gather_object(rng_states, rng_state())
     if trainer.env.is_main:
@@ -269,7 +268,7 @@ def _checkpoint(trainer: Trainer, progress: Progress) -> None:
 
 
 def _resume(trainer: Trainer, model: nn.Module) -> Progress:
-    """Load rank 0's newest checkpoint into every rank; return where to continue."""
+    """Load rank 0's newest checkpoint into every rank and return where to continue."""
     holder: list[Any] = [None]
     if trainer.env.is_main:
         holder[0] = load_latest_checkpoint(trainer.config.trial_dir / "checkpoints")
@@ -293,8 +292,8 @@ def _resume(trainer: Trainer, model: nn.Module) -> Progress:
         # Batches map to other images with another layout, so the epoch starts over.
         if trainer.env.is_main:
             logger.warning(
-                "checkpoint was written with %d ranks of batch %d; restarting "
-                "epoch %d from its first batch",
+                "checkpoint was written with %d ranks of batch %d, so epoch %d restarts "
+                "from its first batch",
                 state["world_size"],
                 state["batch_size_per_rank"],
                 progress.epoch + 1,
@@ -331,7 +330,7 @@ def _build_trainer(
     env: DistEnv,
     flag: PreemptionFlag,
     start: float,
-    train_set: Dataset,
+    train_set: Subset,
     model: nn.Module,
 ) -> Trainer:
     """Wrap the model in DDP and build the optimizer, sampler and loader."""
@@ -341,22 +340,26 @@ def _build_trainer(
     optimizer = torch.optim.SGD(
         ddp.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[Any] = DistributedSampler(
         train_set,
         num_replicas=env.world_size,
-        rank=env.rank,  # type: ignore[arg-type]
+        rank=env.rank,
         shuffle=True,
         seed=train.seed,
         drop_last=False,
     )
     skip_sampler = SkipSampler(sampler)
+    # Drop each rank's last incomplete batch: a batch of one image fails in batch norm
+    # once the feature map is 1x1. Keep it when it is the only batch.
+    drop_last = len(sampler) >= train.batch_size_per_rank
     loader = DataLoader(
         train_set,
         batch_size=train.batch_size_per_rank,
         sampler=skip_sampler,
         num_workers=config.data.num_workers,
+        drop_last=drop_last,
     )
-    steps = math.ceil(len(sampler) / train.batch_size_per_rank)
+    steps = len(sampler) // train.batch_size_per_rank if drop_last else 1
     return Trainer(
         config, env, device, ddp, optimizer, sampler, skip_sampler, loader, steps, flag, start
     )
@@ -366,8 +369,8 @@ def _build_trainer(
 class Prepared:
     """Data sets and model, built before the rendezvous so bad input fails on all ranks."""
 
-    train_set: Dataset
-    val_set: Dataset
+    train_set: Subset
+    val_set: Subset
     num_classes: int
     model: nn.Module
     num_params: int
@@ -410,7 +413,7 @@ def _train(
             len(val_set),
             env.world_size,
             trainer.steps_per_epoch,
-        )  # type: ignore[arg-type]
+        )
 
     status = "ok"
     while progress.epoch < config.train.epochs:
@@ -420,7 +423,7 @@ def _train(
         if status == "diverged":
             if env.is_main:
                 logger.warning(
-                    "%s: loss is not finite at epoch %d step %d; stopping",
+                    "%s: loss is not finite at epoch %d step %d, stopping as diverged",
                     config.trial_id,
                     progress.epoch + 1,
                     progress.step_in_epoch,
@@ -430,9 +433,8 @@ def _train(
             _checkpoint(trainer, progress)
             if env.is_main:
                 logger.info(
-                    "%s: preempted by signal %s at epoch %d step %d; checkpoint written",
+                    "%s: stopped by a preemption signal at epoch %d step %d, checkpoint written",
                     config.trial_id,
-                    flag.signum,
                     progress.epoch + 1,
                     progress.step_in_epoch,
                 )
@@ -444,7 +446,7 @@ def _train(
     if status == "ok":
         top1, top5, num_val = evaluate(model, val_set, num_classes, trainer)
     else:
-        top1, top5, num_val = 0.0, 0.0, len(val_set)  # type: ignore[arg-type]
+        top1, top5, num_val = 0.0, 0.0, len(val_set)
     wall_s = progress.prior_wall_s + time.monotonic() - start
     on_gpu = trainer.device.type == "cuda"
     result = {
@@ -539,7 +541,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run :func:`run_trial` from the command line; return the exit status."""
+    """Run :func:`run_trial` from the command line and return the exit status."""
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -145,7 +145,7 @@ def test_expand_slurm_hostlist_invalid(hostlist: str, pattern: str) -> None:
 
 
 def test_lsf_hostfile_drops_batch_node_and_repeats(tmp_path: Path) -> None:
-    # LSF writes one line per slot; on jsrun systems the launch node comes first.
+    # LSF writes one line per slot. On jsrun systems the launch node comes first.
     lines = ["batch3"] + ["a01n05"] * 42 + ["a02n11"] * 42 + ["a01n05"]
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("\n".join(lines) + "\n")
