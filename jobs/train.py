@@ -121,6 +121,9 @@ class Trainer:
     steps_per_epoch: int
     flag: PreemptionFlag
     start_time: float
+    # Set when the training loop starts, for the ETA of this run.
+    loop_start_time: float = 0.0
+    loop_start_step: int = 0
 
     @property
     def total_steps(self) -> int:
@@ -138,13 +141,12 @@ def _log_step(
     loss: float,
     interval_s: float,
     interval_steps: int,
-    run_steps: int,
 ) -> None:
     """Log epoch, step, loss, global images/s and the ETA of this run (rank 0 only)."""
     train = trainer.config.train
-    elapsed = time.monotonic() - trainer.start_time
-    remaining = trainer.total_steps - progress.global_step
-    eta_s = elapsed / max(1, run_steps) * remaining
+    elapsed = time.monotonic() - trainer.loop_start_time
+    steps_done = max(1, progress.global_step - trainer.loop_start_step)
+    eta_s = elapsed / steps_done * (trainer.total_steps - progress.global_step)
     images = interval_steps * train.batch_size_per_rank * trainer.env.world_size
     logger.info(
         "%s epoch %d/%d step %d/%d loss %.4f lr %.4g images/s %.1f eta %s",
@@ -174,7 +176,7 @@ def train_one_epoch(trainer: Trainer, progress: Progress) -> str:
     train = trainer.config.train
     criterion = nn.CrossEntropyLoss()
     trainer.model.train()
-    interval_start, interval_steps, run_steps = time.monotonic(), 0, 0
+    interval_start, interval_steps = time.monotonic(), 0
     for images, targets in trainer.loader:
         images, targets = images.to(trainer.device), targets.to(trainer.device)
         lr = learning_rate(train.lr, progress.global_step, trainer.total_steps, train.lr_power)
@@ -197,7 +199,6 @@ def train_one_epoch(trainer: Trainer, progress: Progress) -> str:
         progress.step_in_epoch += 1
         progress.global_step += 1
         interval_steps += 1
-        run_steps += 1
         last = progress.step_in_epoch == trainer.steps_per_epoch
         if trainer.env.is_main and (interval_steps == train.log_interval or last):
             _log_step(
@@ -206,7 +207,6 @@ def train_one_epoch(trainer: Trainer, progress: Progress) -> str:
                 loss.item(),
                 time.monotonic() - interval_start,
                 interval_steps,
-                run_steps,
             )
             interval_start, interval_steps = time.monotonic(), 0
     return "ok"
@@ -269,6 +269,7 @@ def _checkpoint(trainer: Trainer, progress: Progress) -> None:
 
 def _resume(trainer: Trainer, model: nn.Module) -> Progress:
     """Load rank 0's newest checkpoint into every rank and return where to continue."""
+    trial_id = trainer.config.trial_id
     holder: list[Any] = [None]
     if trainer.env.is_main:
         holder[0] = load_latest_checkpoint(trainer.config.trial_dir / "checkpoints")
@@ -276,6 +277,11 @@ def _resume(trainer: Trainer, model: nn.Module) -> Progress:
     state = holder[0]
     if state is None:
         return Progress()
+    if state["trial_id"] != trial_id:
+        raise SpecError(
+            f"checkpoint in {trainer.config.trial_dir / 'checkpoints'} belongs to trial "
+            f"{state['trial_id']!r}, not {trial_id!r}; delete that folder or fix trial_dir"
+        )
 
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
@@ -415,6 +421,7 @@ def _train(
             trainer.steps_per_epoch,
         )
 
+    trainer.loop_start_time, trainer.loop_start_step = time.monotonic(), progress.global_step
     status = "ok"
     while progress.epoch < config.train.epochs:
         trainer.sampler.set_epoch(progress.epoch)

@@ -188,6 +188,7 @@ def test_two_ranks_write_result(image_root: Path, tmp_path: Path) -> None:
     assert not list((tmp_path / "t0001").glob("*.tmp-*"))
 
 
+@pytest.mark.slow  # four process starts; about 80 s on 2 cores shared with other tests
 def test_sigterm_checkpoints_and_resumes(image_root: Path, tmp_path: Path) -> None:
     epochs, batch = 6, 2
     spec = _write_spec(tmp_path / "t0002", image_root, epochs=epochs, batch_size_per_rank=batch)
