@@ -108,7 +108,7 @@ class SkipSampler(Sampler[int]):
 
 @dataclass
 class Trainer:
-    """What one epoch of training needs: model, optimizer, data and job context."""
+    """Model, optimizer, data and job context for one epoch of training."""
 
     config: TrialConfig
     env: DistEnv
@@ -280,7 +280,7 @@ def _resume(trainer: Trainer, model: nn.Module) -> Progress:
     if state["trial_id"] != trial_id:
         raise SpecError(
             f"checkpoint in {trainer.config.trial_dir / 'checkpoints'} belongs to trial "
-            f"{state['trial_id']!r}, not {trial_id!r}; delete that folder or fix trial_dir"
+            f"{state['trial_id']!r}, not {trial_id!r}. Delete that folder or fix trial_dir"
         )
 
     model.load_state_dict(state["model"])
@@ -342,6 +342,7 @@ def _build_trainer(
     """Wrap the model in DDP and build the optimizer, sampler and loader."""
     device = next(model.parameters()).device
     ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
     train = config.train
     optimizer = torch.optim.SGD(
         ddp.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
@@ -354,6 +355,7 @@ def _build_trainer(
         seed=train.seed,
         drop_last=False,
     )
+
     skip_sampler = SkipSampler(sampler)
     # Drop each rank's last incomplete batch: a batch of one image fails in batch norm
     # once the feature map is 1x1. Keep it when it is the only batch.
@@ -366,6 +368,7 @@ def _build_trainer(
         drop_last=drop_last,
     )
     steps = len(sampler) // train.batch_size_per_rank if drop_last else 1
+
     return Trainer(
         config, env, device, ddp, optimizer, sampler, skip_sampler, loader, steps, flag, start
     )
