@@ -61,6 +61,9 @@ _FALLBACK_JOB_ID_VARS = (
     "LSB_JOBID",
     "SUBMITIT_LOCAL_JOB_ID",
 )
+# NOTE: LSF exports no restart counter, so a requeued LSF job (same LSB_JOBID) reuses
+# its file store path and may read stale keys. A launcher can export
+# TORCHELASTIC_RESTART_COUNT with the attempt number to get a fresh store.
 _RESTART_VARS = ("SLURM_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT")
 
 
