@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` through a temporary file in the same directory.
 
     ``write`` receives the open binary file. The file is flushed and fsynced, renamed
@@ -68,7 +68,8 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
 
 def rng_state() -> dict[str, Any]:
     """Capture the torch, CUDA, numpy and Python RNG states of this process."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    name, keys, pos, has_gauss, cached = legacy
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -96,7 +97,7 @@ def checkpoint_paths(directory: Path) -> list[Path]:
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any], global_step: int) -> Path:
-    """Write ``state`` as ``ckpt-<global_step>.pt`` atomically; keep the two newest.
+    """Write ``state`` as ``ckpt-<global_step>.pt`` atomically and keep the two newest.
 
     Parameters
     ----------
@@ -164,7 +165,7 @@ class PreemptionFlag:
         self.signum = signum
 
     def install(self, signals: tuple[int, ...] = PREEMPTION_SIGNALS) -> None:
-        """Install the handlers; outside the main thread this logs a warning and does nothing."""
+        """Install the handlers. Outside the main thread, log a warning and do nothing."""
         if threading.current_thread() is not threading.main_thread():
             logger.warning("not in the main thread: preemption signals are not handled")
             return

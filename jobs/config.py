@@ -60,7 +60,7 @@ class DistributedConfig:
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """A whole trial spec; ``spec`` keeps the original dict for the result file."""
+    """A whole trial spec. ``spec`` is the original dict, copied into the result file."""
 
     trial_id: str
     trial_dir: Path
@@ -74,7 +74,7 @@ class TrialConfig:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], source: str = "spec") -> TrialConfig:
-        """Validate a spec dict; ``source`` names the file in error messages."""
+        """Validate a spec dict. ``source`` names the file in error messages."""
         if not isinstance(spec, dict):
             raise SpecError(f"{source}: the spec must be a JSON object")
         known = {
@@ -145,7 +145,7 @@ def _reject_unknown(source: str, prefix: str, values: dict[str, Any], known: set
     unknown = sorted(set(values) - known)
     if unknown:
         raise SpecError(
-            f"{source}: unknown key(s) {[prefix + k for k in unknown]}; valid keys "
+            f"{source}: unknown key(s) {[prefix + k for k in unknown]}. Valid keys "
             f"are {sorted(prefix + k for k in known)}"
         )
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Subset
 from torchvision import datasets, transforms
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def load_datasets(
     val_fraction: float = 0.5,
     train_fraction: float = 1.0,
     hflip: bool = False,
-) -> tuple[Dataset, Dataset, int]:
+) -> tuple[Subset, Subset, int]:
     """Open ``root`` as an ``ImageFolder`` and return the train and validation subsets.
 
     Images are loaded as RGB by torchvision's default loader.
@@ -136,7 +136,7 @@ def load_datasets(
 
     Returns
     -------
-    train_set, val_set : Dataset
+    train_set, val_set : torch.utils.data.Subset
         Subsets of two ``ImageFolder`` views of ``root`` with train and eval transforms.
     num_classes : int
         Number of class folders.
@@ -149,7 +149,7 @@ def load_datasets(
     root = Path(root)
     if not root.is_dir():
         raise DataConfigError(
-            f"data.root {str(root)!r} is not a directory; set it to an "
+            f"data.root {str(root)!r} is not a directory. Set it to an "
             "image folder with one subfolder per class"
         )
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:

@@ -38,7 +38,7 @@ def _check_complete(root: Path) -> bool:
         expected = json.loads(marker.read_text())["num_images"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DigitsExportError(
-            f"invalid export marker {marker}: {exc}; delete {root} and export again"
+            f"invalid export marker {marker}: {exc}. Delete {root} and export again"
         ) from exc
     found = _count_pngs(root)
     if found != expected:
@@ -50,7 +50,7 @@ def _check_complete(root: Path) -> bool:
 
 
 def _write_tree(target: Path) -> int:
-    """Write the digits as ``target/<class>/<index>.png``; return the image count."""
+    """Write the digits as ``target/<class>/<index>.png`` and return the image count."""
     from sklearn.datasets import load_digits  # optional dependency, see module docstring
 
     digits = load_digits()
@@ -98,8 +98,8 @@ def export_digits(root: Path) -> Path:
         if _check_complete(root):
             return root
         raise DigitsExportError(
-            f"{root} exists but is not a digits export (no {MARKER}); "
-            "delete it or choose another folder"
+            f"{root} exists but is not a digits export (no {MARKER}). "
+            "Delete it or choose another folder"
         )
 
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def export_digits(root: Path) -> Path:
         try:
             staging.rename(root)
         except OSError:
-            # Another process renamed its export into place first; use that one.
+            # Another process renamed its export into place first, so use that one.
             if root.exists() and _check_complete(root):
                 return root
             raise

@@ -61,6 +61,9 @@ _FALLBACK_JOB_ID_VARS = (
     "LSB_JOBID",
     "SUBMITIT_LOCAL_JOB_ID",
 )
+# NOTE: LSF exports no restart counter, so a requeued LSF job (same LSB_JOBID) reuses
+# its file store path and may read stale keys. A launcher can export
+# TORCHELASTIC_RESTART_COUNT with the attempt number to get a fresh store.
 _RESTART_VARS = ("SLURM_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT")
 
 
@@ -91,7 +94,7 @@ def _int_var(environ: Mapping[str, str], name: str) -> int:
         return int(value)
     except ValueError:
         raise RendezvousError(
-            f"environment variable {name}={value!r} is not an integer; check the launcher command"
+            f"environment variable {name}={value!r} is not an integer. Check the launcher command"
         ) from None
 
 
@@ -204,9 +207,9 @@ def lsf_compute_hosts(environ: Mapping[str, str]) -> list[str]:
     """Return the compute hosts of an LSF job, without the launch node, in order.
 
     Reads ``LSB_DJOB_HOSTFILE`` (one line per slot), else ``LSB_MCPU_HOSTS`` (host and
-    slot-count pairs), else ``LSB_HOSTS`` (one word per slot). The first host is the
-    node that runs the batch script (the "batch" or launch node on jsrun systems) and is
-    dropped unless it is the only host; repeated hosts are reduced to their first entry.
+    slot-count pairs), else ``LSB_HOSTS`` (one word per slot). The first host runs the
+    batch script (the "batch" or launch node on jsrun systems). It is dropped unless it
+    is the only host. Repeated hosts are reduced to their first entry.
     """
     hostfile = environ.get("LSB_DJOB_HOSTFILE")
     if hostfile and Path(hostfile).is_file():
@@ -217,9 +220,9 @@ def lsf_compute_hosts(environ: Mapping[str, str]) -> list[str]:
         entries = environ.get("LSB_HOSTS", "").split()
     if not entries:
         return []
-    # NOTE: on LSF sites without a separate launch node the batch script runs on the
-    # first compute host; dropping it still leaves a host that runs ranks, and rank 0
-    # runs on the first remaining host under jsrun's default placement.
+    # NOTE: on LSF sites without a separate launch node, the batch script runs on the
+    # first compute host, and "tcp" works only if rank 0 runs on the second host. The
+    # default "file" rendezvous does not depend on this.
     unique = list(dict.fromkeys(entries))
     return unique[1:] if len(unique) > 1 else unique
 
@@ -304,7 +307,7 @@ def select_device(env: DistEnv) -> torch.device:
 
 
 def init_process_group(env: DistEnv, init_method: str, timeout_s: float) -> str:
-    """Join the job's process group (NCCL on CUDA, else gloo); return the backend name.
+    """Join the job's process group (NCCL on CUDA, else gloo) and return the backend name.
 
     Raises
     ------

@@ -75,7 +75,7 @@ def build_model(name: str, params: Mapping[str, Any], num_classes: int) -> nn.Mo
     """
     if name not in _REGISTRY:
         raise ModelConfigError(
-            f"unknown model {name!r}; registered models: {', '.join(model_names())}"
+            f"unknown model {name!r}. Registered models: {', '.join(model_names())}"
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ModelConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -163,7 +163,7 @@ class ResNet18Family(nn.Module):
         self._init_weights()
 
     def _make_stage(self, in_width: int, width: int, stride: int) -> nn.Sequential:
-        """Build one stage of ``blocks_per_stage`` basic blocks; the first one strides."""
+        """Build one stage of ``blocks_per_stage`` basic blocks, of which the first strides."""
         downsample = None
         if stride != 1 or in_width != width:
             downsample = nn.Sequential(

@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import logging
-import math
 import random
 import sys
 import time
@@ -30,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from jobs.checkpoint import (
     PreemptionFlag,
@@ -40,22 +39,25 @@ from jobs.checkpoint import (
     set_rng_state,
     write_atomic,
 )
-from jobs.config import TrialConfig, load_spec
-from jobs.data import load_datasets
+from jobs.config import SpecError, TrialConfig, load_spec
+from jobs.data import DataConfigError, load_datasets
 from jobs.distributed import (
     DistEnv,
+    RendezvousError,
     detect_env,
     init_process_group,
     rendezvous_url,
     select_device,
 )
-from jobs.models import build_model, count_parameters
+from jobs.models import ModelConfigError, build_model, count_parameters
 
 logger = logging.getLogger(__name__)
 
 RESULT_FORMAT = 1
 # sysexits.h EX_TEMPFAIL: the CLI exit status of a preempted run ("try again later").
 EXIT_PREEMPTED = 75
+# CLI exit status for an invalid spec, image folder or model, or a failed rendezvous.
+EXIT_INVALID = 2
 
 _previous_handlers: dict[int, Any] = {}
 
@@ -106,7 +108,7 @@ class SkipSampler(Sampler[int]):
 
 @dataclass
 class Trainer:
-    """What one epoch of training needs: model, optimizer, data and job context."""
+    """Model, optimizer, data and job context for one epoch of training."""
 
     config: TrialConfig
     env: DistEnv
@@ -119,6 +121,9 @@ class Trainer:
     steps_per_epoch: int
     flag: PreemptionFlag
     start_time: float
+    # Set when the training loop starts, for the ETA of this run.
+    loop_start_time: float = 0.0
+    loop_start_step: int = 0
 
     @property
     def total_steps(self) -> int:
@@ -136,13 +141,12 @@ def _log_step(
     loss: float,
     interval_s: float,
     interval_steps: int,
-    run_steps: int,
 ) -> None:
     """Log epoch, step, loss, global images/s and the ETA of this run (rank 0 only)."""
     train = trainer.config.train
-    elapsed = time.monotonic() - trainer.start_time
-    remaining = trainer.total_steps - progress.global_step
-    eta_s = elapsed / max(1, run_steps) * remaining
+    elapsed = time.monotonic() - trainer.loop_start_time
+    steps_done = max(1, progress.global_step - trainer.loop_start_step)
+    eta_s = elapsed / steps_done * (trainer.total_steps - progress.global_step)
     images = interval_steps * train.batch_size_per_rank * trainer.env.world_size
     logger.info(
         "%s epoch %d/%d step %d/%d loss %.4f lr %.4g images/s %.1f eta %s",
@@ -172,7 +176,7 @@ def train_one_epoch(trainer: Trainer, progress: Progress) -> str:
     train = trainer.config.train
     criterion = nn.CrossEntropyLoss()
     trainer.model.train()
-    interval_start, interval_steps, run_steps = time.monotonic(), 0, 0
+    interval_start, interval_steps = time.monotonic(), 0
     for images, targets in trainer.loader:
         images, targets = images.to(trainer.device), targets.to(trainer.device)
         lr = learning_rate(train.lr, progress.global_step, trainer.total_steps, train.lr_power)
@@ -195,7 +199,6 @@ def train_one_epoch(trainer: Trainer, progress: Progress) -> str:
         progress.step_in_epoch += 1
         progress.global_step += 1
         interval_steps += 1
-        run_steps += 1
         last = progress.step_in_epoch == trainer.steps_per_epoch
         if trainer.env.is_main and (interval_steps == train.log_interval or last):
             _log_step(
@@ -204,14 +207,13 @@ def train_one_epoch(trainer: Trainer, progress: Progress) -> str:
                 loss.item(),
                 time.monotonic() - interval_start,
                 interval_steps,
-                run_steps,
             )
             interval_start, interval_steps = time.monotonic(), 0
     return "ok"
 
 
 def evaluate(
-    model: nn.Module, val_set: Dataset, num_classes: int, trainer: Trainer
+    model: nn.Module, val_set: Subset, num_classes: int, trainer: Trainer
 ) -> tuple[float, float, int]:
     """Return top-1 and top-k accuracy in percent and the number of images evaluated.
 
@@ -220,7 +222,7 @@ def evaluate(
     padded ``DistributedSampler``). ``k`` is ``min(5, num_classes)``.
     """
     env = trainer.env
-    shard = Subset(val_set, range(env.rank, len(val_set), env.world_size))  # type: ignore[arg-type]
+    shard = Subset(val_set, range(env.rank, len(val_set), env.world_size))
     loader = DataLoader(
         shard,
         batch_size=2 * trainer.config.train.batch_size_per_rank,
@@ -244,7 +246,7 @@ def evaluate(
 
 
 def _checkpoint(trainer: Trainer, progress: Progress) -> None:
-    """Write a checkpoint of ``progress`` from rank 0; every rank must call this."""
+    """Write a checkpoint of ``progress`` from rank 0. Every rank must call this."""
     rng_states: list[Any] = [None] * trainer.env.world_size
     dist.all_gather_object(rng_states, rng_state())
     if trainer.env.is_main:
@@ -266,7 +268,8 @@ def _checkpoint(trainer: Trainer, progress: Progress) -> None:
 
 
 def _resume(trainer: Trainer, model: nn.Module) -> Progress:
-    """Load rank 0's newest checkpoint into every rank; return where to continue."""
+    """Load rank 0's newest checkpoint into every rank and return where to continue."""
+    trial_id = trainer.config.trial_id
     holder: list[Any] = [None]
     if trainer.env.is_main:
         holder[0] = load_latest_checkpoint(trainer.config.trial_dir / "checkpoints")
@@ -274,6 +277,11 @@ def _resume(trainer: Trainer, model: nn.Module) -> Progress:
     state = holder[0]
     if state is None:
         return Progress()
+    if state["trial_id"] != trial_id:
+        raise SpecError(
+            f"checkpoint in {trainer.config.trial_dir / 'checkpoints'} belongs to trial "
+            f"{state['trial_id']!r}, not {trial_id!r}. Delete that folder or fix trial_dir"
+        )
 
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
@@ -290,8 +298,8 @@ def _resume(trainer: Trainer, model: nn.Module) -> Progress:
         # Batches map to other images with another layout, so the epoch starts over.
         if trainer.env.is_main:
             logger.warning(
-                "checkpoint was written with %d ranks of batch %d; restarting "
-                "epoch %d from its first batch",
+                "checkpoint was written with %d ranks of batch %d, so epoch %d restarts "
+                "from its first batch",
                 state["world_size"],
                 state["batch_size_per_rank"],
                 progress.epoch + 1,
@@ -328,32 +336,39 @@ def _build_trainer(
     env: DistEnv,
     flag: PreemptionFlag,
     start: float,
-    train_set: Dataset,
+    train_set: Subset,
     model: nn.Module,
 ) -> Trainer:
     """Wrap the model in DDP and build the optimizer, sampler and loader."""
     device = next(model.parameters()).device
     ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
     train = config.train
     optimizer = torch.optim.SGD(
         ddp.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[Any] = DistributedSampler(
         train_set,
         num_replicas=env.world_size,
-        rank=env.rank,  # type: ignore[arg-type]
+        rank=env.rank,
         shuffle=True,
         seed=train.seed,
         drop_last=False,
     )
+
     skip_sampler = SkipSampler(sampler)
+    # Drop each rank's last incomplete batch: a batch of one image fails in batch norm
+    # once the feature map is 1x1. Keep it when it is the only batch.
+    drop_last = len(sampler) >= train.batch_size_per_rank
     loader = DataLoader(
         train_set,
         batch_size=train.batch_size_per_rank,
         sampler=skip_sampler,
         num_workers=config.data.num_workers,
+        drop_last=drop_last,
     )
-    steps = math.ceil(len(sampler) / train.batch_size_per_rank)
+    steps = len(sampler) // train.batch_size_per_rank if drop_last else 1
+
     return Trainer(
         config, env, device, ddp, optimizer, sampler, skip_sampler, loader, steps, flag, start
     )
@@ -363,8 +378,8 @@ def _build_trainer(
 class Prepared:
     """Data sets and model, built before the rendezvous so bad input fails on all ranks."""
 
-    train_set: Dataset
-    val_set: Dataset
+    train_set: Subset
+    val_set: Subset
     num_classes: int
     model: nn.Module
     num_params: int
@@ -407,8 +422,9 @@ def _train(
             len(val_set),
             env.world_size,
             trainer.steps_per_epoch,
-        )  # type: ignore[arg-type]
+        )
 
+    trainer.loop_start_time, trainer.loop_start_step = time.monotonic(), progress.global_step
     status = "ok"
     while progress.epoch < config.train.epochs:
         trainer.sampler.set_epoch(progress.epoch)
@@ -417,7 +433,7 @@ def _train(
         if status == "diverged":
             if env.is_main:
                 logger.warning(
-                    "%s: loss is not finite at epoch %d step %d; stopping",
+                    "%s: loss is not finite at epoch %d step %d, stopping as diverged",
                     config.trial_id,
                     progress.epoch + 1,
                     progress.step_in_epoch,
@@ -427,9 +443,8 @@ def _train(
             _checkpoint(trainer, progress)
             if env.is_main:
                 logger.info(
-                    "%s: preempted by signal %s at epoch %d step %d; checkpoint written",
+                    "%s: stopped by a preemption signal at epoch %d step %d, checkpoint written",
                     config.trial_id,
-                    flag.signum,
                     progress.epoch + 1,
                     progress.step_in_epoch,
                 )
@@ -441,7 +456,7 @@ def _train(
     if status == "ok":
         top1, top5, num_val = evaluate(model, val_set, num_classes, trainer)
     else:
-        top1, top5, num_val = 0.0, 0.0, len(val_set)  # type: ignore[arg-type]
+        top1, top5, num_val = 0.0, 0.0, len(val_set)
     wall_s = progress.prior_wall_s + time.monotonic() - start
     on_gpu = trainer.device.type == "cuda"
     result = {
@@ -522,7 +537,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="python -m jobs.train",
         description="Train one spline-nas trial on this rank (run under torchrun, srun or "
         "jsrun for several ranks). Exit status: 0 when a result file was written (status "
-        f"ok or diverged), {EXIT_PREEMPTED} when preempted after a checkpoint.",
+        f"ok or diverged), {EXIT_PREEMPTED} when preempted after a checkpoint, {EXIT_INVALID} "
+        f"for an invalid spec or a failed rendezvous.",
     )
     parser.add_argument("spec", help="path of the trial's spec.json")
     parser.add_argument(
@@ -535,12 +551,16 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run :func:`run_trial` from the command line; return the exit status."""
+    """Run :func:`run_trial` from the command line and return the exit status."""
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    result = run_trial(args.spec)
+    try:
+        result = run_trial(args.spec)
+    except (SpecError, DataConfigError, ModelConfigError, RendezvousError) as exc:
+        logger.error("%s", exc)
+        return EXIT_INVALID
     return EXIT_PREEMPTED if result["status"] == "preempted" else 0
 
 
