@@ -14,7 +14,7 @@ from pathlib import Path
 from launch.base import LaunchError
 from launch.config import ConfigError
 from launch.site import SiteProfile, load_site, make_backend
-from orchestrator import propose, state as st
+from orchestrator import propose, report, state as st
 from orchestrator.controller import Controller
 from orchestrator.experiment import Experiment, experiment_from_text, load_experiment
 from orchestrator.journal import JournalError, read_journal
@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     offline = sub.add_parser("propose", help="suggest the next point(s) from a CSV of measurements")
     propose.add_arguments(offline)
     offline.set_defaults(func=propose.run)
+
+    report_parser = sub.add_parser("report", help="write a Markdown and HTML report with figures")
+    report.add_arguments(report_parser)
+    report_parser.set_defaults(func=report.run)
     return parser
 
 
