@@ -49,7 +49,7 @@ _FIGURE_PATTERNS = ("convergence.png", "projection_*.png", "slices*.png")
 
 
 class ReportError(ValueError):
-    """The report cannot be built from the given input; the message says why and what to do."""
+    """The report cannot be built from the given input; the message states why and what to do."""
 
 
 @dataclass
@@ -74,6 +74,8 @@ class ReportInput:
         State of the search in words, such as "stopped: epsilon".
     pairs : list of (int, int)
         Numeric dimension pairs to project, in order.
+    prediction_note : str
+        Where the predicted values come from, in words.
     """
 
     title: str
@@ -84,6 +86,9 @@ class ReportInput:
     seed: int
     status: str
     pairs: list[tuple[int, int]]
+    prediction_note: str = (
+        "The search predicted the value of each incremental point before it was measured."
+    )
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -118,7 +123,8 @@ def load_experiment_dir(directory: Path) -> tuple[ReportInput, str | None]:
     if state.stop_reason:
         status = f"stopped ({state.stop_reason})"
     elif state.active_trials():
-        status = f"running or interrupted: {len(state.active_trials())} trials active"
+        active = len(state.active_trials())
+        status = f"running or interrupted ({active} active trial{'s' if active != 1 else ''})"
     else:
         status = "not stopped yet"
     report_input = ReportInput(
@@ -165,7 +171,8 @@ def load_csv_input(space_path: str, csv_path: str, epsilon: float | None) -> Rep
     rows = read_measurements(csv_path, space)
     if not rows:
         raise ReportError(f"{csv_path}: no measured points below the header; add at least one row")
-    design = initial_design(space)
+    with quiet_search():
+        design = initial_design(space)
     search = replay(space, [])
     points = []
     for number, (params, value) in enumerate(rows, start=1):
@@ -195,11 +202,13 @@ def load_csv_input(space_path: str, csv_path: str, epsilon: float | None) -> Rep
         seed=0,
         status=f"{len(rows)} rows of measurements",
         pairs=[],
+        prediction_note="The prediction of an incremental row is the value of the spline "
+        "fitted on the rows above it.",
     )
 
 
 def _predict(search: SplineSearch, space: SearchSpace, params: dict[str, Any]) -> float | None:
-    """Predict a point from the spline of the rows told to ``search`` so far."""
+    """Predict a point from the spline of the rows passed to ``search.tell`` so far."""
     spline = search._fit(space.combination_of(params), [])
     if spline is None:
         return None
@@ -272,7 +281,7 @@ def _draw(report_input: ReportInput, analyses: list[ComboAnalysis], out: Path) -
         drawn["projections"][analysis.combo] = figures
         title = f"Spline along each parameter through the best point{label}"
         path = slices_figure(space, analysis, figures_dir / _name("slices", slug), title)
-        drawn["slices"][analysis.combo] = Figure(path, title + " (star: best measured point)")
+        drawn["slices"][analysis.combo] = Figure(path, title + "; star: best measured point")
     return drawn
 
 

@@ -28,6 +28,7 @@ from orchestrator.spline import PolyharmonicSpline, affine_rank
 _ON_BOUND = 1e-9
 # Share of the range by which boundary advice widens a range.
 WIDEN_FRACTION = 0.5
+_DESIGN_LOGGER = "orchestrator.design"
 # Points per 1-D slice of the sensitivity analysis.
 _SLICE_POINTS = 101
 
@@ -165,14 +166,16 @@ def analyse(space: SearchSpace, points: list[ReportPoint], seed: int = 0) -> lis
 
 @contextmanager
 def quiet_search() -> Iterator[None]:
-    """Hide the search's per-measurement INFO lines while the report replays them."""
-    search_logger = logging.getLogger(SplineSearch.__module__)
-    level = search_logger.level
-    search_logger.setLevel(max(level, logging.WARNING))
+    """Hide the search's INFO lines (design merges, measurements) while the report replays."""
+    loggers = [logging.getLogger(name) for name in (SplineSearch.__module__, _DESIGN_LOGGER)]
+    levels = [item.level for item in loggers]
+    for item in loggers:
+        item.setLevel(max(item.level, logging.WARNING))
     try:
         yield
     finally:
-        search_logger.setLevel(level)
+        for item, level in zip(loggers, levels, strict=True):
+            item.setLevel(level)
 
 
 def replay(
@@ -180,9 +183,11 @@ def replay(
     measurements: list[tuple[dict[str, Any], float, float | None]],
     seed: int = 0,
 ) -> SplineSearch:
-    """Return a search told ``(params, value, predicted)`` in order, without a budget."""
-    search = SplineSearch(space, seed=seed, max_evaluations=None, complete_initial_design=False)
+    """Return a search fed ``(params, value, predicted)`` in order, without a budget."""
     with quiet_search():
+        search = SplineSearch(
+            space, seed=seed, max_evaluations=None, complete_initial_design=False
+        )
         for params, value, predicted in measurements:
             search.tell(params, value, predicted)
     return search
@@ -227,9 +232,16 @@ def _locate(space: SearchSpace, analysis: ComboAnalysis, seed: int, number: int)
     analysis.advice = boundary_advice(space, spline, analysis.best_unit, "best measured point")
     if analysis.maximum_unit is not None:
         known = {(a.name, a.side) for a in analysis.advice}
-        for advice in boundary_advice(space, spline, analysis.maximum_unit, "spline maximum"):
+        for advice in boundary_advice(
+            space, spline, analysis.maximum_unit, f"spline {optimum_word(space)}"
+        ):
             if (advice.name, advice.side) not in known:
                 analysis.advice.append(advice)
+
+
+def optimum_word(space: SearchSpace) -> str:
+    """Return "maximum" or "minimum", the spline optimum for the objective's direction."""
+    return "maximum" if space.objective.direction == "maximize" else "minimum"
 
 
 def unit_slope(param: Parameter, value: float) -> float:
@@ -301,7 +313,7 @@ def widened_range(
     A log-scaled range grows by the same fraction of its log width. Integer bounds are
     rounded outward and step bounds moved by whole steps. A non-negative low bound is
     not moved below half its value (nor an integer one below 1), since widths, counts
-    and rates are rarely negative; when the bound cannot move, the note says so.
+    and rates are rarely negative; when the bound cannot move, the note explains why.
     """
     low, high = param.low, param.high
     if param.log:

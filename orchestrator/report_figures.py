@@ -23,12 +23,13 @@ from orchestrator.report_analysis import (  # noqa: E402
     ObjectiveSpline,
     ReportPoint,
     measured_points,
+    optimum_word,
 )
 from orchestrator.space import Parameter, SearchSpace  # noqa: E402
 
 _DPI = 150
 _GRID = 90
-_STYLE = {
+_STYLE: Any = {
     "font.size": 11,
     "axes.titlesize": 12,
     "axes.labelsize": 12,
@@ -44,6 +45,22 @@ def axis_label(param: Parameter) -> str:
     scale = ", log scale" if param.log else ""
     step = f", step {param.step:g}" if param.step is not None else ""
     return f"{param.name} ({param.type} {param.low:g} to {param.high:g}{step}{scale})"
+
+
+def _log_axis(ax: Any, axis_name: str, param: Parameter) -> None:
+    """Put a log-scaled parameter on a log ``axis_name`` ("x" or "y") axis with plain ticks."""
+    if not param.log:
+        return
+    getattr(ax, f"set_{axis_name}scale")("log")
+    axis = getattr(ax, f"{axis_name}axis")
+    ticks = np.geomspace(param.low, param.high, 6)
+    if param.type == "int":
+        ticks = np.unique(np.round(ticks))
+    else:
+        ticks = np.array([float(f"{tick:.2g}") for tick in ticks])
+    axis.set_ticks(ticks)
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -97,7 +114,7 @@ def _overlay_points(ax: Any, space: SearchSpace, analysis: ComboAnalysis, i: int
             c="cyan",
             edgecolors="black",
             linewidths=1.0,
-            label="spline maximum",
+            label=f"spline {optimum_word(space)}",
             zorder=4,
             clip_on=False,
         )
@@ -130,10 +147,8 @@ def projection_figure(
         bar = figure.colorbar(filled, ax=ax)
         bar.set_label(f"spline {space.objective.name} ({space.objective.direction})")
         _overlay_points(ax, space, analysis, i, j)
-        if px.log:
-            ax.set_xscale("log")
-        if py.log:
-            ax.set_yscale("log")
+        _log_axis(ax, "x", px)
+        _log_axis(ax, "y", py)
         ax.set_xlim(px.low, px.high)
         ax.set_ylim(py.low, py.high)
         ax.set_xlabel(axis_label(px))
@@ -208,6 +223,10 @@ def _difference_panel(
         ax.axhline(epsilon, color="black", linestyle=":", label=f"epsilon = {epsilon:g}")
         if pairs:
             ax.set_yscale("log")
+    if ax.get_yscale() == "log":
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_ylabel(f"|difference| ({name})")
     ax.grid(alpha=0.3, which="both")
     if pairs or epsilon is not None:
@@ -236,8 +255,7 @@ def slices_figure(space: SearchSpace, analysis: ComboAnalysis, path: Path, title
                 ax.plot(
                     [best.params[param.name]], [best.value], "*", ms=15, color="gold", mec="black"
                 )
-            if param.log:
-                ax.set_xscale("log")
+            _log_axis(ax, "x", param)
             ax.set_xlabel(axis_label(param))
             ax.set_ylabel(space.objective.name)
             ax.grid(alpha=0.3)

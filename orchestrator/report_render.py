@@ -1,6 +1,6 @@
 """Markdown and self-contained HTML from one list of report blocks.
 
-Both formats are written from the same blocks, so they always say the same thing. The
+Both formats are written from the same blocks, so their content is identical. The
 HTML page embeds its figures as base64 PNG data URIs and forbids every network request
 with a Content-Security-Policy, so it can be mailed or archived as one file. A small
 inline script sets ``data-images-loaded`` on ``<body>`` to ``"all"`` once every image
@@ -91,6 +91,7 @@ h1 { font-size: 1.7em; } h2 { font-size: 1.35em; border-bottom: 1px solid #ccc; 
 h3 { font-size: 1.15em; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; }
+td { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #eee; }
 tr.best td { background: #fff3c4; font-weight: bold; }

@@ -13,6 +13,7 @@ from orchestrator.report_analysis import (
     ComboAnalysis,
     best_point,
     measured_points,
+    optimum_word,
     space_size,
 )
 from orchestrator.report_render import (
@@ -85,7 +86,7 @@ def _overview(report_input: ReportInput, analyses: list[ComboAnalysis]) -> list[
         if analysis.maximum_params is not None:
             _, label = combo_slug(space, analysis.combo)
             items.append(
-                f"Spline maximum{label}: {_params_text(analysis.maximum_params)}, "
+                f"Spline {optimum_word(space)}{label}: {_params_text(analysis.maximum_params)}, "
                 f"predicted {objective.name} = {fmt(analysis.maximum_value)}."
             )
     advice = sum(len(a.advice) for a in analyses)
@@ -115,6 +116,7 @@ def _points(report_input: ReportInput) -> list[Block]:
         "state",
         "best",
     ]
+
     rows, highlight = [], set()
     for number, point in enumerate(report_input.points):
         difference = None
@@ -136,17 +138,19 @@ def _points(report_input: ReportInput) -> list[Block]:
                 BEST_MARK if is_best else "",
             ]
         )
+
+    # Right-align the numeric parameter columns and the four value columns.
     first = 2 + len(space.names)
     numeric = {2 + k for k, p in enumerate(space.parameters) if p.is_numeric}
     numeric |= set(range(first, first + 4))
+
     blocks: list[Block] = [Heading("Points")]
     if not rows:
         return [*blocks, Paragraph("No point has been proposed yet.")]
     blocks.append(
         Paragraph(
-            "Initial points form the starting design; incremental points maximize the spline, "
-            "which predicted their value before they were measured. The best measured point "
-            f"is marked {BEST_MARK}."
+            "Initial points form the starting design; incremental points optimize the spline. "
+            f"{report_input.prediction_note} The best measured point is marked {BEST_MARK}."
         )
     )
     blocks.append(Table(header, rows, frozenset(numeric), frozenset(highlight)))
@@ -286,8 +290,8 @@ def _advice(space: SearchSpace, analysis: ComboAnalysis) -> list[Block]:
         return [
             *blocks,
             Paragraph(
-                "Neither the best measured point nor the spline maximum sits on a bound where "
-                "the spline still improves outward; the ranges look wide enough."
+                f"Neither the best measured point nor the spline {optimum_word(space)} sits on "
+                "a bound where the spline still improves outward; the ranges look wide enough."
             ),
         ]
     params = {p.name: p for p in space.numeric}
