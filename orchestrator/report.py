@@ -414,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
     for line in summary(report_input, analyses):
         print(line)
     print(f"wrote {out / 'report.md'}")
-    print(f"wrote {out / 'report.html'} ({figures} figures embedded)")
+    print(f"wrote {out / 'report.html'} ({figures} figure{'s' if figures != 1 else ''} embedded)")
     return 0
 
 
