@@ -1,4 +1,4 @@
-"""The ``spline-nas`` command line: run, resume, status, cancel, propose."""
+"""The ``spline-nas`` command line: run, resume, status, cancel, propose, report."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from launch.allocation import slurm_allocation_end
 from launch.base import LaunchError
 from launch.config import ConfigError
 from launch.site import SiteProfile, load_site, make_backend
-from orchestrator import propose
+from orchestrator import propose, report
 from orchestrator import state as st
 from orchestrator.controller import Controller
 from orchestrator.experiment import Experiment, experiment_from_text, load_experiment
@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     propose.add_arguments(offline)
     offline.set_defaults(func=propose.run)
+
+    report_parser = sub.add_parser("report", help="write a Markdown and HTML report with figures")
+    report.add_arguments(report_parser)
+    report_parser.set_defaults(func=report.run)
     return parser
 
 
