@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SLURM_STATE ?= /tmp/spline-nas-slurm
 
-.PHONY: install demo test test-fast slurm-up slurm-down bench
+.PHONY: install demo test test-fast slurm-up slurm-down chromium bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,12 @@ slurm-up:
 slurm-down:
 	bash tests/slurm/stop_cluster.sh $(SLURM_STATE)
 
-test: install slurm-up
-	SPLINE_NAS_REQUIRE_SLURM=1 $(PY) -m pytest -q; status=$$?; \
+# Headless Chromium renders the HTML report in the report tests.
+chromium:
+	bash tests/support/install_chromium.sh
+
+test: install chromium slurm-up
+	SPLINE_NAS_REQUIRE_SLURM=1 SPLINE_NAS_REQUIRE_CHROMIUM=1 $(PY) -m pytest -q; status=$$?; \
 	bash tests/slurm/stop_cluster.sh $(SLURM_STATE); exit $$status
 
 test-fast: install
