@@ -13,13 +13,13 @@ from launch.allocation import slurm_allocation_end
 from launch.base import LaunchError
 from launch.config import ConfigError
 from launch.site import SiteProfile, load_site, make_backend
-from orchestrator import propose, report
+from orchestrator import final, propose, report
 from orchestrator import state as st
 from orchestrator.controller import Controller
 from orchestrator.experiment import Experiment, experiment_from_text, load_experiment
 from orchestrator.journal import JournalError, read_journal
 from orchestrator.lease import LeaseHeldError
-from orchestrator.report_table import format_status, format_summary
+from orchestrator.report_table import format_final, format_status, format_summary
 
 logger = logging.getLogger("orchestrator")
 
@@ -178,9 +178,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     state = st.ExperimentState.from_events(events)
     site = load_site(str(directory / "site.yaml"))
     backend = make_backend(site)
-    trials = [state.trials[args.trial]] if args.trial else state.active_trials()
     if args.trial and args.trial not in state.trials:
         raise UsageError(f"trial {args.trial} not found in {directory}")
+    trials = [state.trials[args.trial]] if args.trial else state.active_trials(False)
     for trial in trials:
         if trial.job_id and trial.active:
             if hasattr(backend, "attach"):
@@ -191,6 +191,22 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     # NOTE: cancellation is not journaled here because a running controller owns the
     # journal; the controller records the jobs as cancelled when it next polls them.
     return 0
+
+
+def cmd_final(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    experiment, events = _load_directory(directory)
+    site = load_site(args.site) if args.site else load_site(str(directory / "site.yaml"))
+    _setup_logging(args.verbose, directory / "controller.log")
+    _prepare_data(experiment)
+    controller = Controller(directory, experiment, site, make_backend(site))
+    controller.start(events, resume_event="final_start")
+    try:
+        outcome = final.FinalRun(controller).run(args)
+    finally:
+        controller.close()
+    print(format_final(controller.state, experiment.space))
+    return 0 if outcome == "done" else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     propose.add_arguments(offline)
     offline.set_defaults(func=propose.run)
 
+    final_parser = sub.add_parser(
+        "final", help="train the chosen architecture on the full data after the search"
+    )
+    final.add_arguments(final_parser)
+    final_parser.set_defaults(func=cmd_final)
+
     report_parser = sub.add_parser("report", help="write a Markdown and HTML report with figures")
     report.add_arguments(report_parser)
     report_parser.set_defaults(func=report.run)
@@ -274,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(getattr(args, "verbose", False))
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, UsageError, JournalError, LeaseHeldError) as exc:
+    except (ConfigError, UsageError, JournalError, LeaseHeldError, final.FinalError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except LaunchError as exc:

@@ -101,7 +101,7 @@ class Controller:
         model_params = dict(experiment.model["fixed"])
         model_params.update(trial.params)
         trial_dir = self._trial_dir(trial.trial_id)
-        return {
+        spec = {
             "format": 1,
             "trial_id": trial.trial_id,
             "trial_dir": str(trial_dir),
@@ -111,6 +111,9 @@ class Controller:
             "train": dict(experiment.training),
             "distributed": dict(experiment.distributed),
         }
+        for section, values in trial.overrides.items():
+            spec[section].update(values)
+        return spec
 
     def _write_spec(self, spec: dict[str, Any]) -> None:
         trial_dir = Path(spec["trial_dir"])
@@ -190,7 +193,7 @@ class Controller:
 
     def _recover_submissions(self) -> None:
         """Repair trials whose submission was interrupted by a crash."""
-        for trial in self.state.active_trials():
+        for trial in self.state.active_trials(search_only=False):
             spec = self.build_spec(trial)
             if trial.attempts and trial.attempts[-1].job_id is None:
                 found = self._find_jobs(spec)
@@ -224,7 +227,9 @@ class Controller:
 
     def poll(self) -> None:
         """Collect result files and scheduler states for all submitted trials."""
-        submitted = [t for t in self.state.active_trials() if t.state == st.SUBMITTED]
+        submitted = [
+            t for t in self.state.active_trials(search_only=False) if t.state == st.SUBMITTED
+        ]
         if not submitted:
             return
         names = list_result_files(self.results_dir)
@@ -279,7 +284,12 @@ class Controller:
                 "world_size",
                 "device",
                 "cpu_core_hours",
+                "flops_224",
+                "flops_256",
+                "train_images",
+                "init_checkpoint",
             )
+            if key in result.raw
         }
         self._record(
             {
@@ -291,9 +301,11 @@ class Controller:
                 "result": summary,
             }
         )
-        if value is not None:
+        if value is not None and trial.is_search_point:
             self.search.tell(trial.params, value, predicted=trial.predicted)
             self._log_measurement(trial, value)
+        elif value is not None:
+            logger.info("%s run %s measured %.3f", trial.kind, trial.trial_id, value)
         else:
             logger.warning("trial %s diverged; recorded as a failed measurement", trial.trial_id)
         return True
@@ -385,8 +397,12 @@ class Controller:
 
     # -- main loop ---------------------------------------------------------------------
 
-    def start(self, events: list[dict[str, Any]] | None) -> None:
-        """Acquire the lease and create or resume the journal."""
+    def start(self, events: list[dict[str, Any]] | None, resume_event: str = "resume") -> None:
+        """Acquire the lease and create or resume the journal.
+
+        A "resume" event clears the recorded stop reason, so that the search loop
+        re-evaluates its stop rules; the final run records "final_start" instead.
+        """
         self.lease.acquire()
         if events is None:
             self.journal.create(
@@ -399,7 +415,7 @@ class Controller:
         else:
             self.journal.repair_tail()
             self.restore(events)
-            self._record({"event": "resume", "site": self.site.name})
+            self._record({"event": resume_event, "site": self.site.name})
             self._recover_submissions()
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -432,8 +448,27 @@ class Controller:
                         return reason
                 time.sleep(self.site.poll_interval_s)
         finally:
-            self.journal.close()
-            self.lease.release()
+            self.close()
+
+    def drive(self, trials: list[st.Trial]) -> None:
+        """Submit and poll ``trials`` (outside the search loop) until none is active."""
+        trial_ids = [trial.trial_id for trial in trials]
+        while True:
+            self.lease.heartbeat()
+            self.poll()
+            pending = [self.state.trials[i] for i in trial_ids if self.state.trials[i].active]
+            if not pending:
+                return
+            now = time.time()
+            for trial in pending:
+                if trial.state == st.CREATED and trial.not_before <= now:
+                    self._submit(trial)
+            time.sleep(self.site.poll_interval_s)
+
+    def close(self) -> None:
+        """Close the journal and release the lease."""
+        self.journal.close()
+        self.lease.release()
 
     def _fill_slots(self) -> None:
         active = self.state.active_trials()

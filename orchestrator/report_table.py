@@ -88,7 +88,7 @@ def format_status(state: st.ExperimentState, space: SearchSpace) -> str:
     rows = []
     best_value: float | None = None
     for trial in state.trials.values():
-        if trial.value is not None:
+        if trial.value is not None and trial.is_search_point:
             if best_value is None or (
                 trial.value > best_value if maximize else trial.value < best_value
             ):
@@ -121,3 +121,49 @@ def format_status(state: st.ExperimentState, space: SearchSpace) -> str:
         f"{state.gpu_hours():.2f} GPU hours; stop reason: {state.stop_reason or '-'}"
     )
     return "\n".join(lines)
+
+
+def format_final(state: st.ExperimentState, space: SearchSpace) -> str:
+    """Return the final and fine-tuning runs next to the best search point."""
+    names = [p.name for p in space.parameters]
+    best = _best(state, space.objective.direction == "maximize")
+    header = [
+        "run",
+        "kind",
+        "state",
+        *names,
+        "scale",
+        "data share",
+        "top1",
+        "top5",
+        "GFLOPs@224",
+        "GFLOPs@256",
+        "params",
+        "gpu h",
+        "wall s",
+        "epochs",
+    ]
+    rows = []
+    trials = ([best] if best is not None else []) + state.final_trials()
+    for trial in trials:
+        result = trial.result or {}
+        share = trial.overrides.get("data", {}).get("train_fraction")
+        flops = [result.get(key) for key in ("flops_224", "flops_256")]
+        rows.append(
+            [
+                trial.trial_id,
+                "best search point" if trial.is_search_point else trial.kind,
+                trial.state,
+                *(_format_value(trial.params.get(name)) for name in names),
+                _format_value(trial.scale),
+                _format_value(share),
+                _format_value(result.get("top1")),
+                _format_value(result.get("top5")),
+                *(_format_value(f / 1e9 if f else None) for f in flops),
+                _format_value(result.get("num_params")),
+                _format_value(result.get("gpu_hours")),
+                _format_value(result.get("wall_s")),
+                _format_value(result.get("epochs")),
+            ]
+        )
+    return _table(header, rows)

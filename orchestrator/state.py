@@ -48,6 +48,14 @@ class Trial:
     reason: str = ""
     not_before: float = 0.0
     exclude_nodes: list[str] = field(default_factory=list)
+    # Spec changes for this trial only, e.g. the final run's full data share and epochs.
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: float | None = None
+
+    @property
+    def is_search_point(self) -> bool:
+        """Whether the trial belongs to the search (not the final training after it)."""
+        return self.kind in ("initial", "incremental")
 
     @property
     def active(self) -> bool:
@@ -103,6 +111,8 @@ class ExperimentState:
             predicted=event.get("predicted"),
             on_boundary=event.get("on_boundary", {}),
             created_at=event["time"],
+            overrides=event.get("overrides", {}),
+            scale=event.get("scale"),
         )
         self.proposals_made = max(self.proposals_made, int(event.get("proposals_made", 0)))
 
@@ -142,7 +152,8 @@ class ExperimentState:
         if event["status"] == "ok":
             trial.state = DONE
             trial.value = event["value"]
-            self.measurements.append((trial.trial_id, trial.params, event["value"]))
+            if trial.is_search_point:
+                self.measurements.append((trial.trial_id, trial.params, event["value"]))
         else:
             trial.state = DIVERGED
             trial.reason = "training diverged (loss became NaN or infinite)"
@@ -159,11 +170,20 @@ class ExperimentState:
 
     # -- queries --------------------------------------------------------------
 
-    def active_trials(self) -> list[Trial]:
-        return [trial for trial in self.trials.values() if trial.active]
+    def active_trials(self, search_only: bool = True) -> list[Trial]:
+        """Return trials still created or submitted; by default only search points."""
+        return [
+            trial
+            for trial in self.trials.values()
+            if trial.active and (trial.is_search_point or not search_only)
+        ]
+
+    def final_trials(self) -> list[Trial]:
+        return [trial for trial in self.trials.values() if not trial.is_search_point]
 
     def gpu_hours(self) -> float:
         return sum(trial.gpu_hours for trial in self.trials.values())
 
-    def next_trial_id(self) -> str:
-        return f"t{len(self.trials):04d}"
+    def next_trial_id(self, prefix: str = "t") -> str:
+        count = sum(trial_id.startswith(prefix) for trial_id in self.trials)
+        return f"{prefix}{count:04d}"
