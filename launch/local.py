@@ -3,8 +3,8 @@
 Each trial is one submitit local job with ``ranks_per_job`` processes, so local runs go
 through the same pickled entry point, submission folder and result handling as Slurm.
 The job id is the pid of submitit's per-job controller process. A restarted
-orchestrator re-attaches by pid: a live pid whose command line names the trial's folder
-is still running; otherwise submitit's result pickle says whether it succeeded.
+orchestrator re-attaches by pid. A live pid whose command line names the trial's folder
+is still running. Otherwise submitit's result pickle records whether it succeeded.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A result file is JSON written atomically by global rank 0 (temporary file, fsync,
 rename). On GPFS and NFS another node may still see an empty or partial file, or get
 ESTALE/ENOENT while the rename propagates, so those cases mean "not ready yet" and are
-retried; a file that parses but breaks the schema, or names another trial, is an error.
+retried. A file that parses but breaks the schema, or names another trial, is an error.
 """
 
 from __future__ import annotations

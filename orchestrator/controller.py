@@ -5,9 +5,9 @@ rebuilt from the journal on resume, so a controller killed at any point neither 
 measured point nor pays for one twice:
 
 * a trial is journaled before its spec is written and before it is submitted;
-* ``submit_intent`` is journaled before the scheduler is called and ``submitted`` with
-  the job id right after; a crash between the two is repaired on resume by asking the
-  backend which jobs it started for that trial (``find_jobs``) before resubmitting;
+* ``submit_intent`` is journaled before the scheduler is called, and ``submitted`` with
+  the job id right after. After a crash between the two, resume asks the backend which
+  jobs it started for that trial (``find_jobs``) before it resubmits.
 * a result is journaled before the spline is told about it.
 """
 

@@ -29,7 +29,7 @@ FINETUNE = "finetune"
 
 
 class FinalError(ValueError):
-    """The final run cannot be planned as requested; the message says what to change."""
+    """The final run cannot be planned as requested; the message names the fix."""
 
 
 def parse_params(text: str, space: SearchSpace) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Every event is written as one compact JSON line and fsynced before the controller acts
 on it, so after a crash the search state can be rebuilt by replaying the file. The
 first line is a header with the format version. When reading, a torn last line (a
-crash during the write) is ignored; a bad line followed by more lines is corruption
+crash during the write) is ignored. A bad line followed by more lines is corruption,
 and raises :class:`JournalError` with its line number.
 """
 

@@ -3,9 +3,10 @@
 flock may be node-local or unsupported on parallel file systems, so the lease is a
 file created with O_CREAT | O_EXCL (atomic on NFSv3+ and GPFS) holding the owner's
 host, pid, start time and a heartbeat. The owner rewrites the heartbeat through a
-temporary file and a rename. A lease whose heartbeat is older than ``stale_after_s``
-(or whose owner pid is gone, when it lives on this host) may be taken over: the taker
-renames it away first, and only the process whose rename succeeds creates a new one.
+temporary file and a rename. A lease may be taken over when its heartbeat is older
+than ``stale_after_s``, or when its owner lived on this host and its pid is gone. The
+taker renames the old lease away first, and only the process whose rename succeeds
+creates a new one.
 """
 
 from __future__ import annotations

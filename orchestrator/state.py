@@ -72,7 +72,7 @@ class Trial:
 
 @dataclass
 class ExperimentState:
-    """Everything the controller knows, rebuilt by :meth:`apply` over journal events."""
+    """The controller's view of an experiment, rebuilt by :meth:`apply` over journal events."""
 
     header: dict[str, Any] = field(default_factory=dict)
     trials: dict[str, Trial] = field(default_factory=dict)
