@@ -1,25 +1,43 @@
 """End-to-end tests of LsfBackend against the LSF stand-ins in lsf_standins/.
 
-The stand-ins imitate bsub, bjobs, bkill and jsrun on this machine; every "host" is local.
+The stand-ins imitate bsub, bjobs, bkill, bmod and jsrun on this machine, and every "host"
+is local. One stand-in minute lasts one second here, so ``walltime: 600`` gives a job ten
+real minutes. Training jobs run the real entry point ``python -m jobs.train`` on the 8x8
+digits images. Only the quoting and bookkeeping tests use the small ``payload_env``
+module, which records every rank's argv and environment.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from jobs.digits import export_digits
 from launch.base import JobState, JobStatus, LaunchError
 from launch.config import parse_section
 from launch.lsf import LsfBackend, LsfProfile
+from launch.results import read_result
 
 STANDINS = Path(__file__).resolve().parent / "lsf_standins"
 WORKTREE = Path(__file__).resolve().parents[2]
+# Both ranks import torch before training, which took about 27 s on a 2-core machine at
+# load 8 (a few seconds when idle).
+JOB_TIMEOUT_S = 300.0
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_digits(tmp_path_factory.mktemp("data") / "digits")
 
 
 @pytest.fixture
@@ -38,9 +56,13 @@ def lsf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         subprocess.run(["bkill", *jobs], capture_output=True, check=False)
 
 
-def make_backend(extra: str, entry: str, walltime: int = 30, warning: int = 5) -> LsfBackend:
+def make_backend(
+    extra: str = "", entry: str = "jobs.train", walltime: int = 600, warning: int = 5
+) -> LsfBackend:
+    # The debug queue has no walltime check, so long test limits log no warning.
     text = f"""
 project: PROJ
+queue: debug
 nodes: 2
 walltime: {walltime}
 warning_time_min: {warning}
@@ -53,19 +75,35 @@ jsrun:
     return LsfBackend(LsfProfile.from_section(parse_section(text, "test.yaml")), entry)
 
 
-def make_spec(trial_dir: Path, epochs: int = 3, epoch_s: float = 0.1) -> dict:
+def train_spec(
+    trial_dir: Path, data_root: Path, epochs: int, batch_size: int = 32
+) -> dict[str, Any]:
+    """Return a real trial spec: a narrow ResNet-18 on the 8x8 digits, one thread per rank."""
     trial_dir.mkdir(parents=True, exist_ok=True)
     return {
         "format": 1,
         "trial_id": "t0001",
         "trial_dir": str(trial_dir),
         "result_path": str(trial_dir / "result.json"),
-        "train": {"epochs": epochs, "epoch_s": epoch_s},
-        "distributed": {"rendezvous": "file", "timeout_s": 60},
+        "model": {"name": "resnet18", "params": {"c1": 4, "g1": 4, "g2": 4, "g3": 8, "g4": 8}},
+        "data": {"root": str(data_root), "image_size": 8},
+        "train": {
+            "epochs": epochs,
+            "batch_size_per_rank": batch_size,
+            "num_threads": 1,
+            "log_interval": 10,
+        },
+        "distributed": {"rendezvous": "file", "timeout_s": 240},
     }
 
 
-def wait_ended(backend: LsfBackend, job_id: str, timeout_s: float = 60) -> JobStatus:
+def bare_spec(trial_dir: Path) -> dict[str, Any]:
+    """Return a spec for payload_env, which reads only trial_dir."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    return {"format": 1, "trial_id": "t0001", "trial_dir": str(trial_dir)}
+
+
+def wait_ended(backend: LsfBackend, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> JobStatus:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = backend.states([job_id])[job_id]
@@ -75,80 +113,158 @@ def wait_ended(backend: LsfBackend, job_id: str, timeout_s: float = 60) -> JobSt
     raise AssertionError(f"job {job_id} still active after {timeout_s} s")
 
 
-def job_log(trial_dir: Path) -> str:
-    return "\n".join(p.read_text() for p in sorted((trial_dir / "logs").glob("lsf-*.err")))
+def wait_for(
+    condition: Callable[[], bool], description: str, timeout_s: float = JOB_TIMEOUT_S
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {description}")
+        time.sleep(0.2)
 
 
-def test_lsf_two_node_gloo_job_writes_result(lsf: Path, tmp_path: Path):
-    # Two torch ranks take 3 s to start on an idle 2-core machine and up to 30 s under load.
-    backend = make_backend("", "payload_train", walltime=110)
-    trial_dir = tmp_path / "trials" / "t0001"
-    job_id = backend.submit(make_spec(trial_dir))
-
-    status = wait_ended(backend, job_id, timeout_s=120)
-
-    assert status.state is JobState.COMPLETED, job_log(trial_dir)
-    assert status.node == "h1,h2"
-    result = json.loads((trial_dir / "result.json").read_text())
-    assert result["epochs"] == 3
-    assert result["world_size"] == 2
-    assert result["hosts"] == ["h1", "h2"]
-    assert [epoch for _, epoch in result["history"]] == [1, 2, 3]
+def job_log(trial_dir: Path, job_id: str | None = None) -> str:
+    pattern = f"lsf-{job_id}.err" if job_id else "lsf-*.err"
+    return "\n".join(p.read_text() for p in sorted((trial_dir / "logs").glob(pattern)))
 
 
-def run_chain(backend: LsfBackend, spec: dict, first: str, deadline_s: float) -> list[JobStatus]:
-    """Resubmit with ``depends_on`` after each job until the result exists, as the controller."""
+def read_standin_status(state: Path, job_id: str) -> dict:
+    return json.loads((state / "jobs" / job_id / "status.json").read_text())
+
+
+def shorten_run_limit(state: Path, job_id: str, remaining_s: int) -> None:
+    """Set a running job's run limit to ``remaining_s`` seconds from now with bmod -W."""
+    elapsed_s = time.time() - read_standin_status(state, job_id)["start_time"]
+    minutes = math.ceil(elapsed_s) + remaining_s  # one stand-in minute is one second
+    reply = subprocess.run(["bmod", "-W", str(minutes), job_id], capture_output=True, text=True)
+    assert reply.returncode == 0, reply.stderr
+
+
+def run_chain(
+    backend: LsfBackend, spec: dict, first: str, chain_after: bool = True
+) -> list[tuple[str, JobStatus]]:
+    """Resubmit after each job until the result exists, as the controller does.
+
+    With ``chain_after`` each follow-up waits in the queue with ``depends_on``; without
+    it a follow-up is submitted only once the previous job's end state was seen.
+    """
     result_path = Path(spec["result_path"])
-    deadline = time.monotonic() + deadline_s
-    jobs, statuses = [first], []
-    while True:
-        statuses.append(wait_ended(backend, jobs[-1]))
-        if result_path.exists() or time.monotonic() > deadline:
-            return statuses
-        jobs.append(backend.submit(spec, depends_on=jobs[-1]))
+    jobs: list[tuple[str, JobStatus]] = []
+    job_id = first
+    for _ in range(4):
+        follow_up = backend.submit(spec, depends_on=job_id) if chain_after else None
+        jobs.append((job_id, wait_ended(backend, job_id)))
+        if result_path.exists():
+            if follow_up is not None:
+                jobs.append((follow_up, wait_ended(backend, follow_up)))
+            return jobs
+        job_id = follow_up or backend.submit(spec)
+    raise AssertionError(f"no result after jobs {jobs}:\n{job_log(Path(spec['trial_dir']))}")
 
 
-def test_lsf_walltime_chain_resumes_from_checkpoint(lsf: Path, tmp_path: Path):
-    # Each job gets its warning 4 s after it starts, checkpoints and exits with 75. The
-    # torch-free payload starts fast, so 20 epochs of 0.3 s need two or three jobs.
-    backend = make_backend("", "payload_epochs", walltime=8, warning=4)
+@pytest.mark.slow
+def test_two_node_gloo_training_writes_result(lsf: Path, tmp_path: Path, digits: Path):
+    backend = make_backend()
     trial_dir = tmp_path / "trials" / "t0001"
-    spec = make_spec(trial_dir, epochs=20, epoch_s=0.3)
+    spec = train_spec(trial_dir, digits, epochs=2)
+    job_id = backend.submit(spec)
+
+    status = wait_ended(backend, job_id)
+
+    log = job_log(trial_dir)
+    assert status.state is JobState.COMPLETED, log
+    assert status.node == "h1,h2"
+    result = read_result(Path(spec["result_path"]), "t0001")
+    assert result is not None
+    assert result.status == "ok"
+    assert result.epochs == 2
+    assert result.world_size == 2
+    # 50/50 per class: 896 of the 1,797 images are validation images, each counted once.
+    assert result.num_val_images == 896
+    assert result.raw["device"] == "cpu"
+    assert result.raw["spec"] == spec
+    assert "2 ranks" in log
+    assert "resumes at" not in log
+
+
+@pytest.mark.slow
+def test_warning_signal_checkpoints_and_chained_job_resumes(
+    lsf: Path, tmp_path: Path, digits: Path
+):
+    # When training is under way, bmod moves the run limit so that the USR1 warning
+    # (30 stand-in minutes before the limit) arrives within a second or two.
+    backend = make_backend("warning_signal: USR1", warning=30)
+    trial_dir = tmp_path / "trials" / "t0001"
+    spec = train_spec(trial_dir, digits, epochs=3, batch_size=4)
     first = backend.submit(spec)
     follow_up = backend.submit(spec, depends_on=first)
     assert '#BSUB -w "ended(' in (lsf / "jobs" / follow_up / "script.sh").read_text()
     assert backend.states([follow_up])[follow_up].state is JobState.PENDING
 
-    statuses = [wait_ended(backend, first)]
+    wait_for(lambda: "epoch 1/3 step" in job_log(trial_dir, first), "training steps")
+    shorten_run_limit(lsf, first, remaining_s=31)
+    jobs = [(first, wait_ended(backend, first))]
+    jobs += run_chain(backend, spec, follow_up)
+
+    first_log, resumed_log = job_log(trial_dir, first), job_log(trial_dir, follow_up)
     assert "warned_at" in read_standin_status(lsf, first)
-    statuses += run_chain(backend, spec, follow_up, deadline_s=60)
+    assert jobs[0][1].state is JobState.PREEMPTED, first_log
+    assert jobs[0][1].exit_code == 75
+    assert "received SIGUSR1" in first_log
+    assert re.search(r"preemption signal at epoch \d step \d+, checkpoint written", first_log)
+    assert jobs[1][1].state is JobState.COMPLETED, resumed_log
+    assert re.search(r"resumes at epoch \d, step \d+ of \d+", resumed_log), resumed_log
+    last_id, last_status = jobs[-1]
+    assert last_status.state is JobState.COMPLETED
+    assert "result file exists; nothing to run" in job_log(trial_dir, last_id)
+    result = read_result(Path(spec["result_path"]), "t0001")
+    assert result is not None
+    assert result.epochs == 3
+    assert result.world_size == 2
 
-    log = job_log(trial_dir)
-    assert statuses[0].state is JobState.PREEMPTED, log
-    assert statuses[0].exit_code == 75
-    assert all(s.state is not JobState.FAILED for s in statuses), log
-    result = json.loads((trial_dir / "result.json").read_text())
-    assert result["epochs"] == 20
-    assert [epoch for _, epoch in result["history"]] == list(range(1, 21))
-    assert len({job for job, _ in result["history"]}) >= 2
 
-
-def test_lsf_timeout_then_resubmit_continues(lsf: Path, tmp_path: Path):
-    # The payload ignores the warning, so the stand-in kills it at the run limit (5 s)
-    # before its 6 s of epochs are done; the resubmitted job finishes the rest.
-    backend = make_backend("env:\n  PAYLOAD_IGNORE_WARNING: '1'", "payload_epochs", 5, 2)
+@pytest.mark.slow
+def test_run_limit_kill_then_resubmitted_job_resumes(lsf: Path, tmp_path: Path, digits: Path):
+    # SIGURG is ignored by bash, jsrun and the ranks, so the job runs into its limit.
+    # bmod sets the limit one second ahead once the first epoch's checkpoint exists.
+    backend = make_backend("warning_signal: URG")
     trial_dir = tmp_path / "trials" / "t0001"
-    spec = make_spec(trial_dir, epochs=20, epoch_s=0.3)
-    statuses = run_chain(backend, spec, backend.submit(spec), deadline_s=60)
+    spec = train_spec(trial_dir, digits, epochs=3, batch_size=4)
+    first = backend.submit(spec)
 
-    assert statuses[0].state is JobState.TIMEOUT, job_log(trial_dir)
-    assert statuses[0].exit_code == 140
-    assert statuses[0].reason.startswith("TERM_RUNLIMIT")
-    result = json.loads((trial_dir / "result.json").read_text())
-    assert [epoch for _, epoch in result["history"]] == list(range(1, 21))
+    wait_for(lambda: any((trial_dir / "checkpoints").glob("ckpt-*.pt")), "a checkpoint")
+    shorten_run_limit(lsf, first, remaining_s=1)
+    jobs = run_chain(backend, spec, first, chain_after=False)
+
+    first_log = job_log(trial_dir, jobs[0][0])
+    assert jobs[0][1].state is JobState.TIMEOUT, first_log
+    assert jobs[0][1].exit_code == 140
+    assert jobs[0][1].reason.startswith("TERM_RUNLIMIT")
+    assert f"wrote {spec['result_path']}" not in first_log
+    resumed_log = job_log(trial_dir, jobs[1][0])
+    assert jobs[1][1].state is JobState.COMPLETED, resumed_log
+    # The kill came after an epoch-end checkpoint, so the follow-up starts a new epoch.
+    assert re.search(r"resumes at epoch [23], step 0 of \d+", resumed_log), resumed_log
+    result = read_result(Path(spec["result_path"]), "t0001")
+    assert result is not None
+    assert result.epochs == 3
 
 
-def test_lsf_hostile_values_are_not_executed(lsf: Path, tmp_path: Path):
+def test_bmod_rejects_finished_and_unknown_jobs(lsf: Path, tmp_path: Path):
+    backend = make_backend(entry="payload_env")
+    job_id = backend.submit(bare_spec(tmp_path / "trials" / "t0001"))
+    assert wait_ended(backend, job_id, timeout_s=60).state is JobState.COMPLETED
+
+    finished = subprocess.run(["bmod", "-W", "5", job_id], capture_output=True, text=True)
+    unknown = subprocess.run(["bmod", "-W", "5", "999999"], capture_output=True, text=True)
+
+    assert finished.returncode == 255
+    assert "already finished" in finished.stderr
+    assert unknown.returncode == 255
+    assert "No matching job found" in unknown.stderr
+
+
+def test_hostile_values_are_not_executed(lsf: Path, tmp_path: Path):
     marker = tmp_path / "marker"
     payload = f"$(touch {marker}) `touch {marker}`; touch {marker}"
     hostile_value = f"a b 'c' \"d\" {payload}\nsecond line $HOME"
@@ -157,11 +273,11 @@ def test_lsf_hostile_values_are_not_executed(lsf: Path, tmp_path: Path):
     )
     backend = make_backend(extra, "payload_env")
     trial_dir = tmp_path / f"trial 'x' {payload}"
-    spec = make_spec(trial_dir)
+    spec = bare_spec(trial_dir)
 
     script = backend.render(spec)
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
-    status = wait_ended(backend, backend.submit(spec))
+    status = wait_ended(backend, backend.submit(spec), timeout_s=60)
 
     assert status.state is JobState.COMPLETED, job_log(trial_dir)
     assert not marker.exists()
@@ -172,21 +288,19 @@ def test_lsf_hostile_values_are_not_executed(lsf: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("bad", ['quote"d', "new\nline", "back\\slash"])
-def test_lsf_submit_rejects_unsafe_trial_dir(lsf: Path, tmp_path: Path, bad: str):
-    backend = make_backend("", "payload_env")
+def test_submit_rejects_unsafe_trial_dir(lsf: Path, tmp_path: Path, bad: str):
+    backend = make_backend()
     with pytest.raises(LaunchError, match="#BSUB -o"):
-        backend.submit(make_spec(tmp_path / bad))
+        backend.submit(bare_spec(tmp_path / bad))
     assert not (lsf / "jobs").exists() or not any((lsf / "jobs").iterdir())
 
 
-def test_lsf_cancel_kills_running_job(lsf: Path, tmp_path: Path):
-    backend = make_backend("", "payload_train")
+def test_cancel_kills_running_training_job(lsf: Path, tmp_path: Path, digits: Path):
+    backend = make_backend()
     trial_dir = tmp_path / "trials" / "t0001"
-    job_id = backend.submit(make_spec(trial_dir, epochs=200, epoch_s=0.2))
-    deadline = time.monotonic() + 20
-    while backend.states([job_id])[job_id].state is not JobState.RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    job_id = backend.submit(train_spec(trial_dir, digits, epochs=3))
+    rank_groups = lsf / "jobs" / job_id / "rank_groups"
+    wait_for(lambda: rank_groups.exists() and len(rank_groups.read_text().split()) == 2, "ranks")
 
     backend.cancel(job_id)
     status = wait_ended(backend, job_id, timeout_s=10)
@@ -194,12 +308,22 @@ def test_lsf_cancel_kills_running_job(lsf: Path, tmp_path: Path):
 
     assert status.state is JobState.CANCELLED
     assert not (trial_dir / "result.json").exists()
+    groups = [int(pgid) for pgid in rank_groups.read_text().split()]
+    wait_for(lambda: not any(process_group_exists(pgid) for pgid in groups), "ranks to end", 10)
 
 
-def test_lsf_forgotten_job_is_unknown(lsf: Path, tmp_path: Path, monkeypatch):
-    backend = make_backend("", "payload_env")
-    job_id = backend.submit(make_spec(tmp_path / "trials" / "t0001"))
-    assert wait_ended(backend, job_id).state is JobState.COMPLETED
+def process_group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_forgotten_job_is_unknown(lsf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    backend = make_backend(entry="payload_env")
+    job_id = backend.submit(bare_spec(tmp_path / "trials" / "t0001"))
+    assert wait_ended(backend, job_id, timeout_s=60).state is JobState.COMPLETED
     monkeypatch.setenv("LSF_STANDIN_FORGET_S", "0")
     time.sleep(0.05)
 
@@ -207,7 +331,3 @@ def test_lsf_forgotten_job_is_unknown(lsf: Path, tmp_path: Path, monkeypatch):
 
     assert statuses[job_id].state is JobState.UNKNOWN
     assert statuses["999999"].state is JobState.UNKNOWN
-
-
-def read_standin_status(state: Path, job_id: str) -> dict:
-    return json.loads((state / "jobs" / job_id / "status.json").read_text())

@@ -1,4 +1,4 @@
-"""Shared state of the LSF stand-ins (bsub, bjobs, bkill, jsrun) used by the tests.
+"""Shared state of the LSF stand-ins (bsub, bjobs, bkill, bmod, jsrun) used by the tests.
 
 These programs only imitate IBM Spectrum LSF and jsrun on one machine so that tests can
 run generated job scripts end to end. Every "host" (batch1, h1, h2, ...) is the local
