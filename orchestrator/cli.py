@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -88,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment)
     site = load_site(args.site)
     backend = make_backend(site)
-    if args.dry_run:
-        return _dry_run(experiment, site, backend)
     directory = _experiment_dir(args, experiment)
+    if args.dry_run:
+        return _dry_run(experiment, site, backend, directory)
     if (directory / "journal.jsonl").exists():
         raise UsageError(
             f"{directory} already holds an experiment; use "
@@ -124,20 +123,20 @@ def _finish(controller: Controller) -> int:
     return 0
 
 
-def _dry_run(experiment: Experiment, site: SiteProfile, backend) -> int:
-    with tempfile.TemporaryDirectory() as scratch:
-        controller = Controller(Path(scratch), experiment, site, backend)
-        proposal = controller.search.ask(count=1)[0]
-        trial = st.Trial(
-            "t0000",
-            proposal.params,
-            proposal.kind,
-            proposal.predicted,
-            proposal.on_boundary,
-            time.time(),
-        )
-        spec = controller.build_spec(trial)
-        print(backend.render(spec), end="")
+def _dry_run(experiment: Experiment, site: SiteProfile, backend, directory: Path) -> int:
+    # Building a Controller creates no files, so the script names the real trial folder.
+    controller = Controller(directory, experiment, site, backend)
+    proposal = controller.search.ask(count=1)[0]
+    trial = st.Trial(
+        "t0000",
+        proposal.params,
+        proposal.kind,
+        proposal.predicted,
+        proposal.on_boundary,
+        time.time(),
+    )
+    spec = controller.build_spec(trial)
+    print(backend.render(spec), end="")
     return 0
 
 

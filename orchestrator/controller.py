@@ -39,6 +39,10 @@ _BACKOFF_CAP_S = 600.0
 # Launch failures are scheduler or node trouble, not the trial's fault, so they get a
 # larger allowance than training errors before the trial is given up.
 _MAX_LAUNCH_FAILURES = 5
+# NOTE: walltime expiries and preemptions resume from a checkpoint and are not failures,
+# but a trial that never gets past one (say, a checkpoint that cannot be written) must
+# not be resubmitted forever; 50 allocations is far beyond any planned chaining.
+_MAX_REQUEUES = 50
 
 
 class Controller:
@@ -368,6 +372,8 @@ class Controller:
             final = (st.INFEASIBLE, f"out of memory: {status.reason}")
         elif trial.failures > self.site.max_retries:
             final = (st.FAILED, f"training failed {trial.failures} times; last: {status.reason}")
+        elif trial.requeues > _MAX_REQUEUES:
+            final = (st.FAILED, f"requeued {trial.requeues} times without finishing")
         elif trial.launch_failures > _MAX_LAUNCH_FAILURES:
             final = (st.FAILED, f"launch failed {trial.launch_failures} times: {status.reason}")
         if final is not None:
