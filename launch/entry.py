@@ -1,6 +1,6 @@
 """The callable every backend runs on the compute nodes: train one trial from its spec file.
 
-:class:`TrialEntry` is what the Slurm backend pickles through submitit; it contains only
+:class:`TrialEntry` is what the Slurm backend pickles through submitit. It contains only
 the spec path and the name of the training function, so the pickle stays small and
 independent of the controller's state. ``python -m launch.entry SPEC_PATH`` runs the
 same code without submitit.

@@ -631,7 +631,8 @@ class SlurmBackend(Backend):
             f"--format={','.join(_SACCT_FIELDS)}",
             f"--jobs={','.join(ids)}",
         ]
-        earliest = min(floor.values())
+        # sacct rejects a start time in the future (a caller's clock may run ahead).
+        earliest = min(min(floor.values()), time.time() - 60)
         if math.isfinite(earliest):
             start = datetime.datetime.fromtimestamp(earliest).strftime("%Y-%m-%dT%H:%M:%S")
             argv.append(f"--starttime={start}")

@@ -27,7 +27,10 @@
 #     its progress only if it checkpoints on SIGTERM as well;
 #   - AuthInfo=cred_expire=10 and sched_interval=2,bf_interval=2 bring the restart of a
 #     requeued job down from about 180 s to about 12 s.
-# There are no cgroups here: proctrack/linuxproc, task/none and jobacct_gather/none.
+# There are no cgroups here: proctrack/pgid, task/none and jobacct_gather/none.
+# NOTE: proctrack/linuxproc loses srun when a requeue kills the batch shell first; the
+# orphaned srun then cancelled the next run's step (same step id 0) about 20 s after the
+# restart. proctrack/pgid kills the whole process group, srun included.
 set -euo pipefail
 
 STATE_DIR="${1:-/tmp/spline-nas-slurm}"
@@ -130,7 +133,7 @@ SlurmctldLogFile=$STATE_DIR/log/slurmctld.log
 SlurmdLogFile=$STATE_DIR/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
