@@ -136,7 +136,7 @@ def _dry_run(experiment: Experiment, site: SiteProfile, backend, directory: Path
         time.time(),
     )
     spec = controller.build_spec(trial)
-    print(backend.render(spec), end="")
+    print(backend.render(spec).rstrip("\n"))
     return 0
 
 
