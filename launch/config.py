@@ -339,8 +339,9 @@ def parse_walltime_min(text: str, section: Section, key: str) -> int:
     elif first is not None:
         hours, minutes, seconds = int(first), int(second), 0
     else:
+        # A lone number is a count of minutes and may exceed 59.
         hours, minutes, seconds = 0, int(second), 0
-    if minutes >= 60 or seconds >= 60:
+    if (minutes >= 60 and (first is not None or days)) or seconds >= 60:
         raise section.error(
             key, f"invalid walltime {text!r}: minutes and seconds must be below 60"
         )

@@ -13,6 +13,7 @@ measured point nor pays for one twice:
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -67,6 +68,8 @@ class Controller:
         self.search = self._new_search()
         self.results_dir = self.directory / "results"
         self._finished_since: dict[str, float] = {}
+        parameters = inspect.signature(backend.states).parameters
+        self._states_take_submit_times = "submitted_after" in parameters
         self._partial_since: dict[str, float] = {}
 
     def _new_search(self) -> SplineSearch:
@@ -244,8 +247,18 @@ class Controller:
             waiting.append(trial)
         if not waiting:
             return
+        job_ids = [t.job_id for t in waiting if t.job_id]
         try:
-            statuses = self.backend.states([t.job_id for t in waiting if t.job_id])
+            if self._states_take_submit_times:
+                # Lets the backend ignore accounting rows of an older job with a reused id.
+                submitted = {
+                    t.job_id: t.attempts[-1].submitted_at
+                    for t in waiting
+                    if t.job_id and t.attempts[-1].submitted_at is not None
+                }
+                statuses = self.backend.states(job_ids, submitted_after=submitted)
+            else:
+                statuses = self.backend.states(job_ids)
         except TransientLaunchError as exc:
             logger.warning("scheduler query timed out, will retry next round: %s", exc)
             return
