@@ -12,7 +12,6 @@ from PIL import Image
 
 from jobs.digits import MARKER, DigitsExportError, export_digits
 
-pytest.importorskip("sklearn")
 
 
 def test_export_digits_writes_image_folder(tmp_path: Path) -> None:

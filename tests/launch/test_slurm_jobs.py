@@ -1,13 +1,11 @@
 """The real training (``jobs.train.run_trial``) as Slurm jobs on the loopback cluster.
 
-These tests need the ``jobs`` package (skipped with a reason while it is missing) and
-the cluster of tests/slurm/start_cluster.sh: 2 nodes x 2 ranks, gloo on CPU, a small
-ResNet on scikit-learn's digits.
+These tests need the cluster of tests/slurm/start_cluster.sh: 2 nodes x 2 ranks, gloo
+on CPU, a small ResNet on scikit-learn's digits.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import time
@@ -23,17 +21,12 @@ pytestmark = [
     pytest.mark.slurm,
     pytest.mark.usefixtures("cluster"),
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("jobs.train") is None,
-        reason="jobs.train is missing: these tests need the jobs package (branch jobs)",
-    ),
 ]
 MODEL = {"name": "resnet18", "params": {"c1": 4, "g1": 4, "g2": 8, "g3": 8, "g4": 8}}
 
 
 @pytest.fixture(scope="module")
 def digits_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("sklearn")
     from jobs.digits import export_digits
 
     return export_digits(tmp_path_factory.mktemp("data") / "digits")
