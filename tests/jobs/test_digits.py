@@ -13,7 +13,6 @@ from PIL import Image
 from jobs.digits import MARKER, DigitsExportError, export_digits
 
 
-
 def test_export_digits_writes_image_folder(tmp_path: Path) -> None:
     root = export_digits(tmp_path / "digits")
     assert root == tmp_path / "digits"

@@ -27,7 +27,6 @@ from jobs.digits import export_digits
 from jobs.models import build_model, count_parameters
 from jobs.train import EXIT_INVALID, EXIT_PREEMPTED, SkipSampler, learning_rate
 
-
 REPO = Path(__file__).resolve().parents[2]
 MODEL: dict[str, Any] = {
     "name": "resnet18",
