@@ -515,6 +515,16 @@ class SlurmBackend(Backend):
         logger.info("submitted trial %s as Slurm job %s", spec.get("trial_id"), job.job_id)
         return job.job_id
 
+    def find_jobs(self, spec: dict[str, Any]) -> list[str]:
+        """List job ids submitted for a trial, for a controller that crashed mid-submit.
+
+        submitit writes ``<job id>_submitted.pkl`` into the trial's log folder as soon
+        as sbatch returns, so the folder lists every job of the trial, newest last.
+        """
+        folder = Path(spec["trial_dir"]) / "logs"
+        ids = {path.name.split("_", 1)[0] for path in folder.glob("*_submitted.pkl")}
+        return sorted((job_id for job_id in ids if job_id.isdigit()), key=int)
+
     def cancel(self, job_id: str) -> None:
         """Cancel a job with scancel; a job that already ended is not an error."""
         argv = ["scancel", str(job_id)]

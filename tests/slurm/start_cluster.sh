@@ -211,7 +211,9 @@ if ! pid_alive "$STATE_DIR/run/mysqld.pid"; then
     fi
     touch "$STATE_DIR/log/mariadb.log"
     chown mysql:mysql "$STATE_DIR/log/mariadb.log" "$STATE_DIR/run"
-    mariadbd --user=mysql --datadir="$STATE_DIR/mysql" --skip-networking \
+    # setsid: its own session, so that killing the caller's process group (as a shell
+    # job control or a test harness does) leaves the database running.
+    setsid mariadbd --user=mysql --datadir="$STATE_DIR/mysql" --skip-networking \
         --socket="$MYSQL_SOCKET" --pid-file="$STATE_DIR/run/mysqld.pid" \
         --log-error="$STATE_DIR/log/mariadb.log" >/dev/null 2>&1 &
     wait_for "mariadbd" 60 mariadb --socket="$MYSQL_SOCKET" -e "SELECT 1"
