@@ -170,8 +170,36 @@ class Controller:
                     proposal.on_boundary,
                 )
 
+    def _fits_memory(self, trial: st.Trial, spec: dict[str, Any]) -> bool:
+        """Record the trial infeasible, unsubmitted, if its memory estimate exceeds the GPU's."""
+        limit = self.site.gpu_memory_gb
+        if limit is None or trial.attempts:
+            return True
+        from launch.memory import estimate_peak_memory_gb
+
+        needed = estimate_peak_memory_gb(spec)
+        if needed <= limit:
+            return True
+        reason = (
+            f"estimated peak memory {needed:.1f} GB per rank exceeds the site's "
+            f"gpu_memory_gb of {limit:.1f} GB; not submitted"
+        )
+        self._record(
+            {
+                "event": "trial_final",
+                "trial_id": trial.trial_id,
+                "state": st.INFEASIBLE,
+                "reason": reason,
+                "estimate_gb": needed,
+            }
+        )
+        logger.warning("trial %s is infeasible: %s", trial.trial_id, reason)
+        return False
+
     def _submit(self, trial: st.Trial) -> None:
         spec = self.build_spec(trial)
+        if not self._fits_memory(trial, spec):
+            return
         self._write_spec(spec)
         attempt = len(trial.attempts) + 1
         self._record({"event": "submit_intent", "trial_id": trial.trial_id, "attempt": attempt})
