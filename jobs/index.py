@@ -238,7 +238,7 @@ def load_index(path: str | Path) -> FileIndex:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise DataConfigError(
             f"data.index_path {str(path)!r} is unreadable: {exc}. {fix}"
         ) from exc
