@@ -3,8 +3,8 @@
 Only convolutions and linear layers are counted: a convolution producing ``H x W x
 C_out`` values costs ``H * W * C_out * (C_in / groups) * k_h * k_w`` multiply-adds and a
 linear layer ``in_features * out_features`` per image. Batch norm, activations,
-additions, pooling and upsampling are left out; they are a few percent of a ResNet's
-total. One MAC is two FLOPs in ``torch.utils.flop_counter.FlopCounterMode``'s count.
+additions, pooling and upsampling are left out, as in the usual GMAC figures of
+ResNets. One MAC is two FLOPs in ``torch.utils.flop_counter.FlopCounterMode``'s count.
 """
 
 from __future__ import annotations

@@ -12,13 +12,13 @@ peak, the end of the forward pass:
   the logits. They are measured by running the forward pass and the loss on the
   ``meta`` device (shapes only, no compute) under
   ``torch.autograd.graph.saved_tensors_hooks``. For mixed precision the model runs in
-  bfloat16 there, because CUDA autocast keeps convolution, batch-norm and ReLU
-  outputs in half precision;
+  bfloat16 there, because CUDA autocast (torch 2.14) runs convolutions in half
+  precision and batch norm and ReLU keep their input's dtype;
 - a margin of ``WORKSPACE_FRACTION`` of the sum for convolution workspaces, backward
   temporaries and allocator fragmentation.
 
-The result estimates ``torch.cuda.max_memory_allocated``, not the CUDA context
-(several hundred MB per process), which a feasibility check has to add.
+The result estimates ``torch.cuda.max_memory_allocated``. It leaves out the CUDA context
+(typically several hundred MB per process), which a feasibility check has to add.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from torch import nn
 
 from jobs.models import build_model, count_parameters
 
-# NOTE: a guessed margin. On the CPU (tests/jobs/test_memory.py) the estimate without it
-# is within 10% of the allocator's peak; cuDNN workspaces on a GPU were not measured.
+# NOTE: a guessed margin. On the CPU, the estimate with it was 4% below to 11% above the
+# allocator's peak for four small models (tests/jobs/test_memory.py). GPU cuDNN
+# workspaces and allocator fragmentation were not measured.
 WORKSPACE_FRACTION = 0.10
 HALF_PRECISION_MODES = ("fp16", "bf16", "auto")
 

@@ -228,7 +228,7 @@ class ResNeXtBottleneck(nn.Module):
     """ResNeXt bottleneck: 1x1 reduce, grouped 3x3 (strided), 1x1 expand, plus shortcut.
 
     The shortcut of a strided block average-pools (3x3, stride 2) before its 1x1
-    convolution, as in Big-Little Net, instead of a strided 1x1 convolution. The final
+    convolution instead of using a strided 1x1 convolution, so no input pixel is dropped. The final
     ReLU is left out with ``last_relu=False``, for blocks whose output is added to
     another branch first.
     """
@@ -340,7 +340,7 @@ class BigLittleStage(nn.Module):
 
 
 class BigLittleShape:
-    """Width settings of a Big-Little ResNeXt, validated (see :func:`_build_bl_resnext50`)."""
+    """Width settings of a Big-Little ResNeXt: alpha, beta, phi, cardinality and base width."""
 
     def __init__(
         self, alpha: int, beta: int, phi: float, cardinality: int, base_width: int
@@ -349,11 +349,11 @@ class BigLittleShape:
         self.cardinality, self.base_width = cardinality, base_width
 
     def planes(self, stage: int) -> int:
-        """Return ``round(64 * 2**stage * phi)``: the stage's bottleneck width (``planes``)."""
+        """Return the stage's bottleneck width ``max(1, round(64 * 2**stage * phi))``."""
         return max(1, round(64 * 2**stage * self.phi))
 
     def group_width(self, planes: int) -> int:
-        """Return the grouped convolution's channels, ``floor(planes * d / 64) * C``."""
+        """Return the grouped convolution's channels, ``max(1, planes * d // 64) * C``."""
         return max(1, planes * self.base_width // 64) * self.cardinality
 
 

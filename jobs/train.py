@@ -82,7 +82,7 @@ def previous_signal_handlers() -> dict[int, Any]:
 class Progress:
     """Position in training: the epoch in progress and steps done in it and overall.
 
-    ``val_history`` holds the validations done at epoch ends (``train.eval_every``).
+    ``val_history`` lists the validations done at epoch ends (``train.eval_every``).
     """
 
     epoch: int = 0
