@@ -223,7 +223,8 @@ def save_index(index: FileIndex, path: str | Path) -> None:
         "labels": index.labels,
         "shuffle_rank": index.shuffle_rank,
     }
-    write_atomic(path, lambda handle: np.savez(handle, **arrays))
+    # mypy reads the keyword arrays as the allow_pickle flag of numpy's stub.
+    write_atomic(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
 
 
 def load_index(path: str | Path) -> FileIndex:

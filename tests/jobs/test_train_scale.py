@@ -196,7 +196,12 @@ def test_bf16_index_init_and_eval_every(image_root: Path, tmp_path: Path) -> Non
     torch.manual_seed(3)
     init = build_model(MODEL["name"], MODEL["params"], 10)
     torch.save({"model": init.state_dict()}, tmp_path / "init.pt")
-    data = {"root": str(image_root), "index_path": str(tmp_path / "index.npz")}
+    # One persistent data-loader worker reads the indexed data set in a forked process.
+    data = {
+        "root": str(image_root),
+        "index_path": str(tmp_path / "index.npz"),
+        "num_workers": 1,
+    }
     spec = _write_spec(
         tmp_path / "t0010",
         data,
