@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 SPEC_FORMAT = 1
+AUGMENTS = ("small", "imagenet")
+AMP_MODES = ("off", "fp16", "bf16", "auto")
+LR_SCALINGS = ("none", "linear")
 
 
 class SpecError(ValueError):
@@ -24,7 +27,13 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The ``data`` section: image folder, image size in pixels and split settings."""
+    """The ``data`` section: image folder, image size in pixels and split settings.
+
+    ``augment`` is ``"small"`` (resize, padded random crop) or ``"imagenet"``
+    (random-resized crop and flip; resize and center crop for validation).
+    ``index_path`` names a file index written by :mod:`jobs.index`; without it the
+    image folder is scanned.
+    """
 
     root: str
     image_size: int = 32
@@ -33,11 +42,20 @@ class DataConfig:
     train_fraction: float = 1.0
     num_workers: int = 0
     hflip: bool = False
+    augment: str = "small"
+    index_path: str | None = None
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The ``train`` section: optimizer, schedule, seed and CPU threads per rank."""
+    """The ``train`` section: optimizer, schedule, seed and CPU threads per rank.
+
+    ``amp`` is ``"off"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (see
+    :func:`jobs.train.resolve_amp`). ``lr_scaling="linear"`` multiplies ``lr`` by the
+    global batch over 256. ``warmup_epochs`` ramps the learning rate up linearly.
+    ``eval_every`` validates every that many epochs (0: only at the end).
+    ``init_checkpoint`` is a checkpoint whose model weights initialize the network.
+    """
 
     epochs: int = 4
     batch_size_per_rank: int = 32
@@ -48,6 +66,11 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     log_interval: int = 20
+    amp: str = "auto"
+    lr_scaling: str = "none"
+    warmup_epochs: float = 0.0
+    eval_every: int = 0
+    init_checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +241,21 @@ def _check_ranges(
             train.num_threads,
         ),
         (train.log_interval >= 1, "train.log_interval", ">= 1", train.log_interval),
+        (data.augment in AUGMENTS, "data.augment", f"one of {AUGMENTS}", data.augment),
+        (train.amp in AMP_MODES, "train.amp", f"one of {AMP_MODES}", train.amp),
+        (
+            train.lr_scaling in LR_SCALINGS,
+            "train.lr_scaling",
+            f"one of {LR_SCALINGS}",
+            train.lr_scaling,
+        ),
+        (
+            0 <= train.warmup_epochs < train.epochs,
+            "train.warmup_epochs",
+            f">= 0 and < train.epochs ({train.epochs})",
+            train.warmup_epochs,
+        ),
+        (train.eval_every >= 0, "train.eval_every", ">= 0 (0: only at the end)", train.eval_every),
         (
             distributed.rendezvous in ("file", "tcp"),
             "distributed.rendezvous",

@@ -20,16 +20,23 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
+from torchvision.datasets.folder import default_loader
+
+if TYPE_CHECKING:
+    from jobs.index import FileIndex
 
 logger = logging.getLogger(__name__)
 
 # ImageNet channel statistics, the usual normalization for ResNets trained from scratch.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+# Validation images are resized to image_size / 0.875 (256 for 224) before the center crop.
+CENTER_CROP_FRACTION = 0.875
 
 
 @dataclass(frozen=True)
@@ -95,20 +102,74 @@ def split_indices(
     return Split(train=sorted(train), val=sorted(val))
 
 
-def build_transforms(image_size: int, train: bool, hflip: bool = False) -> transforms.Compose:
+def build_transforms(
+    image_size: int, train: bool, hflip: bool = False, augment: str = "small"
+) -> transforms.Compose:
     """Return the image transform for training (augmented) or evaluation.
 
-    Every image is resized to ``image_size`` x ``image_size``. Training adds a random crop
-    with ``image_size // 8`` pixels of zero padding (at least 1) and, if ``hflip``, a
-    random horizontal flip (off by default because it turns digits into other shapes).
+    ``augment="small"`` (small images such as digits) resizes every image to
+    ``image_size`` x ``image_size``; training adds a random crop with ``image_size // 8``
+    pixels of zero padding (at least 1) and, if ``hflip``, a random horizontal flip (off
+    by default because it turns digits into other shapes). ``augment="imagenet"`` is the
+    standard ImageNet recipe: ``RandomResizedCrop`` (scale 0.08 to 1) and a horizontal
+    flip for training, and for evaluation a resize of the shorter side to
+    ``round(image_size / 0.875)`` followed by a center crop; ``hflip`` is ignored.
     """
-    steps: list[object] = [transforms.Resize((image_size, image_size), antialias=True)]
-    if train:
-        steps.append(transforms.RandomCrop(image_size, padding=max(1, image_size // 8)))
-        if hflip:
-            steps.append(transforms.RandomHorizontalFlip())
+    if augment == "imagenet":
+        if train:
+            steps: list[object] = [
+                transforms.RandomResizedCrop(image_size, antialias=True),
+                transforms.RandomHorizontalFlip(),
+            ]
+        else:
+            resize = round(image_size / CENTER_CROP_FRACTION)
+            steps = [transforms.Resize(resize, antialias=True), transforms.CenterCrop(image_size)]
+    elif augment == "small":
+        steps = [transforms.Resize((image_size, image_size), antialias=True)]
+        if train:
+            steps.append(transforms.RandomCrop(image_size, padding=max(1, image_size // 8)))
+            if hflip:
+                steps.append(transforms.RandomHorizontalFlip())
+    else:
+        raise DataConfigError(f"data.augment must be 'small' or 'imagenet', got {augment!r}")
     steps += [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
     return transforms.Compose(steps)
+
+
+class IndexedImageDataset(Dataset):
+    """Images of a :class:`jobs.index.FileIndex` subset, decoded as RGB on access.
+
+    The paths stay in the index's numpy arrays, which forked data-loader workers share
+    without copying (a list of Python strings would be copied page by page as reference
+    counts change).
+
+    Parameters
+    ----------
+    root : str or Path
+        Image folder the index's relative paths are resolved against.
+    index : FileIndex
+        The file index.
+    indices : sequence of int
+        File indices of this subset, in dataset order.
+    transform : callable
+        Transform applied to each PIL image.
+    """
+
+    def __init__(
+        self, root: str | Path, index: FileIndex, indices: list[int], transform: Any
+    ) -> None:
+        self.root = str(root)
+        self.index = index
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> tuple[Any, int]:
+        i = int(self.indices[item])
+        image = default_loader(f"{self.root}/{self.index.relative_path(i)}")
+        return self.transform(image), int(self.index.labels[i])
 
 
 def load_datasets(
@@ -118,10 +179,14 @@ def load_datasets(
     val_fraction: float = 0.5,
     train_fraction: float = 1.0,
     hflip: bool = False,
-) -> tuple[Subset, Subset, int]:
-    """Open ``root`` as an ``ImageFolder`` and return the train and validation subsets.
+    augment: str = "small",
+    index_path: str | Path | None = None,
+) -> tuple[Dataset, Dataset, int]:
+    """Return the train and validation subsets of the image folder ``root``.
 
-    Images are loaded as RGB by torchvision's default loader.
+    Files are listed by a scan of ``root`` as an ``ImageFolder``, or read from a file
+    index (:mod:`jobs.index`) if ``index_path`` is given; both give the same files,
+    order and split. Images are loaded as RGB by torchvision's default loader.
 
     Parameters
     ----------
@@ -132,12 +197,16 @@ def load_datasets(
     split_seed, val_fraction, train_fraction
         See :func:`split_indices`.
     hflip : bool, default False
-        Randomly flip training images horizontally.
+        Randomly flip training images horizontally (``augment="small"`` only).
+    augment : {"small", "imagenet"}, default "small"
+        Augmentation recipe, see :func:`build_transforms`.
+    index_path : str or Path, optional
+        File index written by :func:`jobs.index.save_index` for this folder.
 
     Returns
     -------
-    train_set, val_set : torch.utils.data.Subset
-        Subsets of two ``ImageFolder`` views of ``root`` with train and eval transforms.
+    train_set, val_set : torch.utils.data.Dataset
+        Train and validation subsets with train and eval transforms.
     num_classes : int
         Number of class folders.
 
@@ -154,15 +223,33 @@ def load_datasets(
         )
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise DataConfigError(f"data.image_size must be a positive integer, got {image_size!r}")
-    try:
-        train_view = datasets.ImageFolder(
-            str(root), transform=build_transforms(image_size, train=True, hflip=hflip)
+    train_transform = build_transforms(image_size, train=True, hflip=hflip, augment=augment)
+    val_transform = build_transforms(image_size, train=False, augment=augment)
+    if index_path is not None:
+        from jobs.index import load_index  # jobs.index imports this module
+
+        index = load_index(index_path)
+        split = index.split(split_seed, val_fraction, train_fraction)
+        logger.debug(
+            "split %s from index %s: %d train, %d validation images in %d classes",
+            root,
+            index_path,
+            len(split.train),
+            len(split.val),
+            len(index.classes),
         )
+        return (
+            IndexedImageDataset(root, index, split.train, train_transform),
+            IndexedImageDataset(root, index, split.val, val_transform),
+            len(index.classes),
+        )
+    try:
+        train_view = datasets.ImageFolder(str(root), transform=train_transform)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DataConfigError(
             f"data.root {str(root)!r} is not a usable image folder: {exc}"
         ) from exc
-    val_view = datasets.ImageFolder(str(root), transform=build_transforms(image_size, train=False))
+    val_view = datasets.ImageFolder(str(root), transform=val_transform)
 
     paths = [path for path, _ in train_view.samples]
     split = split_indices(train_view.targets, paths, split_seed, val_fraction, train_fraction)
