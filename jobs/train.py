@@ -741,6 +741,9 @@ def run_trial(spec_path: str) -> dict[str, Any]:
     random.seed(config.train.seed)
     np.random.seed(config.train.seed % 2**32)
 
+    # NOTE: the handlers exist only from here on. A warning signal that arrives while
+    # `python -m jobs.train` is still importing torch ends the rank with SIGUSR1's default
+    # action, which the scheduler reports as a failure, not a preemption.
     flag = PreemptionFlag()
     flag.install()
     _previous_handlers.clear()

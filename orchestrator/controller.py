@@ -40,6 +40,9 @@ _BACKOFF_CAP_S = 600.0
 # Launch failures are scheduler or node trouble, not the trial's fault, so they get a
 # larger allowance than training errors before the trial is given up.
 _MAX_LAUNCH_FAILURES = 5
+# NOTE: the memory estimate covers what torch allocates, not the CUDA context and the
+# NCCL buffers; this allowance for them is an estimate, not a measurement.
+CUDA_CONTEXT_GB = 1.0
 # NOTE: walltime expiries and preemptions resume from a checkpoint and are not failures,
 # but a trial that never gets past one (say, a checkpoint that cannot be written) must
 # not be resubmitted forever; 50 allocations is far beyond any planned chaining.
@@ -177,7 +180,7 @@ class Controller:
             return True
         from launch.memory import estimate_peak_memory_gb
 
-        needed = estimate_peak_memory_gb(spec)
+        needed = estimate_peak_memory_gb(spec) + CUDA_CONTEXT_GB
         if needed <= limit:
             return True
         reason = (
@@ -329,8 +332,8 @@ class Controller:
                 "world_size",
                 "device",
                 "cpu_core_hours",
-                "flops_224",
-                "flops_256",
+                "macs",
+                "amp",
                 "train_images",
                 "init_checkpoint",
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import state as st
-from orchestrator.controller import Controller
+from orchestrator.controller import CUDA_CONTEXT_GB, Controller
 from orchestrator.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -144,9 +144,10 @@ class FinalRun:
                 time.time(),
                 overrides=trial.overrides,
             )
-            return self.memory_estimate(self.controller.build_spec(candidate)) <= limit
+            spec = self.controller.build_spec(candidate)
+            return self.memory_estimate(spec) + CUDA_CONTEXT_GB <= limit
 
-        needed = self.memory_estimate(self.controller.build_spec(trial))
+        needed = self.memory_estimate(self.controller.build_spec(trial)) + CUDA_CONTEXT_GB
         if needed <= limit:
             logger.info("estimated peak memory %.1f GB fits the site's %.1f GB", needed, limit)
             return

@@ -136,8 +136,8 @@ def format_final(state: st.ExperimentState, space: SearchSpace) -> str:
         "data share",
         "top1",
         "top5",
-        "GFLOPs@224",
-        "GFLOPs@256",
+        "GMACs@224",
+        "GMACs@256",
         "params",
         "gpu h",
         "wall s",
@@ -148,7 +148,8 @@ def format_final(state: st.ExperimentState, space: SearchSpace) -> str:
     for trial in trials:
         result = trial.result or {}
         share = trial.overrides.get("data", {}).get("train_fraction")
-        flops = [result.get(key) for key in ("flops_224", "flops_256")]
+        macs = result.get("macs") or {}
+        flops = [macs.get(size) for size in ("224", "256")]
         rows.append(
             [
                 trial.trial_id,
