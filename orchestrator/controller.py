@@ -180,7 +180,13 @@ class Controller:
             return True
         from launch.memory import estimate_peak_memory_gb
 
-        needed = estimate_peak_memory_gb(spec) + CUDA_CONTEXT_GB
+        try:
+            needed = estimate_peak_memory_gb(spec) + CUDA_CONTEXT_GB
+        except (ValueError, KeyError, OSError) as exc:
+            logger.warning(
+                "trial %s: no memory estimate (%s); submitting it unchecked", trial.trial_id, exc
+            )
+            return True
         if needed <= limit:
             return True
         reason = (

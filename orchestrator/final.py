@@ -166,8 +166,13 @@ class FinalRun:
         """Journal the final trial unless one is already running or done."""
         state = self.controller.state
         existing = [t for t in state.final_trials() if t.kind == FINAL]
-        if existing and existing[-1].state not in (st.FAILED, st.CANCELLED):
-            logger.info("continuing final run %s (%s)", existing[-1].trial_id, existing[-1].state)
+        last = existing[-1] if existing else None
+        if last is not None and not args.new and last.state not in (st.FAILED, st.CANCELLED):
+            logger.info(
+                "continuing final run %s (%s); pass --new for another one",
+                last.trial_id,
+                last.state,
+            )
             return
         space = self.controller.experiment.space
         base = parse_params(args.params, space) if args.params else self._best_params()
@@ -245,7 +250,8 @@ class FinalRun:
         while True:
             finals = self.controller.state.final_trials()
             final = [t for t in finals if t.kind == FINAL][-1]
-            tunes = [t for t in finals if t.kind == FINETUNE]
+            # Trial ids count up, so the fine-tuning runs of this final run come after it.
+            tunes = [t for t in finals if t.kind == FINETUNE and t.trial_id > final.trial_id]
             if final.state == st.DONE and args.fine_tune_epochs and not tunes:
                 self._plan_finetune(final, args.fine_tune_epochs, args.fine_tune_lr)
                 continue
@@ -299,5 +305,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.01,
         help="initial learning rate of the fine-tuning schedule (default 0.01)",
+    )
+    parser.add_argument(
+        "--new",
+        action="store_true",
+        help="plan another final run even if one exists (default: continue the last one)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")

@@ -197,8 +197,17 @@ def test_controller_deadline_then_resume(tmp_path):
     _setup(tmp_path)
     reference = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "ref")
     assert reference.returncode == 0, reference.stderr
-    stopped = _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run",
-                   "--stop-after-min", "0.01")
+    stopped = _cli(
+        tmp_path,
+        "run",
+        "exp.yaml",
+        "--site",
+        "site.yaml",
+        "--dir",
+        "run",
+        "--stop-after-min",
+        "0.01",
+    )
     assert stopped.returncode == 0, stopped.stderr
     assert "spline-nas resume" in stopped.stdout
     events = read_journal(tmp_path / "run" / "journal.jsonl")

@@ -80,6 +80,7 @@ def _args(**values):
         "epochs": None,
         "fine_tune_epochs": 0,
         "fine_tune_lr": 0.01,
+        "new": False,
     }
     defaults.update(values)
     return argparse.Namespace(**defaults)
