@@ -23,8 +23,8 @@ space:
 model:
   name: resnet18
   fixed: {g2: 8, g3: 8, g4: 8}
-data: {dataset: sklearn-digits, root: DATA, image_size: 8, train_fraction: 0.5}
-training: {epochs: 3, batch_size_per_rank: 32}
+data: {dataset: sklearn-digits, root: DATA, image_size: 16, train_fraction: 0.5}
+training: {epochs: 5, batch_size_per_rank: 16}
 search: {seed: 1, epsilon: 50.0, min_distance: 0.1, max_evaluations: 6}
 """
 
@@ -153,6 +153,7 @@ def _check_final(tmp_path, env, state):
             ",".join(f"{k}={v}" for k, v in best.params.items()),
             "--scale",
             "20",
+            "--new",
         ],
         cwd=tmp_path,
         env=env,
