@@ -293,6 +293,7 @@ def _setup(args: argparse.Namespace, seconds: float) -> str:
             f"{seconds / 60:.1f} minutes in all.",
             "- Command: `PYTHONPATH=. python benchmarks/search_quality.py "
             f"--instances {args.instances} --workers {args.workers}"
+            + (f" --cache {args.cache}" if args.cache else "")
             + (f" --results {args.results}`" if args.results else "`"),
         ]
     )
