@@ -76,14 +76,7 @@ class Controller:
         self._partial_since: dict[str, float] = {}
 
     def _new_search(self) -> SplineSearch:
-        settings = self.experiment.search
-        return SplineSearch(
-            self.experiment.space,
-            seed=settings.seed,
-            epsilon=settings.epsilon,
-            min_distance=settings.min_distance,
-            max_evaluations=settings.max_evaluations,
-        )
+        return SplineSearch(self.experiment.space, **self.experiment.search.search_arguments())
 
     # -- journal helpers ---------------------------------------------------------------
 

@@ -7,6 +7,7 @@ with the strict loader of :mod:`launch.config`, so every error names file, line 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,29 @@ class SearchSettings:
     max_evaluations: int = 30
     max_gpu_hours: float | None = None
     max_wall_hours: float | None = None
+    proposal_rule: str = "srbf"
+    stop_rule: str = "stall"
+    weights: tuple[float, ...] | None = None
+    patience: int = 3
+    smoothing: float = 0.0
+    remeasure_best: bool = False
+
+    def search_arguments(self) -> dict[str, Any]:
+        """Return the keyword arguments of :class:`orchestrator.search.SplineSearch`."""
+        arguments: dict[str, Any] = {
+            "seed": self.seed,
+            "epsilon": self.epsilon,
+            "min_distance": self.min_distance,
+            "max_evaluations": self.max_evaluations,
+            "proposal_rule": self.proposal_rule,
+            "stop_rule": self.stop_rule,
+            "patience": self.patience,
+            "smoothing": self.smoothing,
+            "remeasure_best": self.remeasure_best,
+        }
+        if self.weights is not None:
+            arguments["weights"] = self.weights
+        return arguments
 
 
 @dataclass(frozen=True)
@@ -136,6 +160,26 @@ def _distributed(section: Section | None) -> dict[str, Any]:
     return {"rendezvous": rendezvous, "timeout_s": timeout}
 
 
+def _weights(section: Section) -> tuple[float, ...] | None:
+    nodes = section.get_list("weights")
+    if nodes is None:
+        return None
+    if not nodes:
+        raise section.error("weights", "must list at least one weight in [0, 1]")
+    values = []
+    for node in nodes:
+        try:
+            value = float(node.value)
+        except (TypeError, ValueError):
+            value = math.nan
+        if node.tag == "tag:yaml.org,2002:str" or not 0.0 <= value <= 1.0:
+            raise section.error(
+                "weights", f"each weight must be a number in [0, 1], got {node.value!r}"
+            )
+        values.append(value)
+    return tuple(values)
+
+
 def _search(section: Section | None) -> SearchSettings:
     if section is None:
         return SearchSettings()
@@ -147,6 +191,12 @@ def _search(section: Section | None) -> SearchSettings:
             "max_evaluations": "default 30",
             "max_gpu_hours": "default none",
             "max_wall_hours": "default none",
+            "proposal_rule": "srbf (default) or argmax",
+            "stop_rule": "stall (default), epsilon or none",
+            "weights": "srbf weight cycle, default 1.0, 0.95, 1.0, 0.9",
+            "patience": "default 3",
+            "smoothing": "default 0.0",
+            "remeasure_best": "default false",
         }
     )
     settings = SearchSettings(
@@ -156,7 +206,23 @@ def _search(section: Section | None) -> SearchSettings:
         max_evaluations=section.get_int("max_evaluations", 30),
         max_gpu_hours=section.get_float("max_gpu_hours", None),
         max_wall_hours=section.get_float("max_wall_hours", None),
+        proposal_rule=section.get_str("proposal_rule", "srbf"),
+        stop_rule=section.get_str("stop_rule", "stall"),
+        weights=_weights(section),
+        patience=section.get_int("patience", 3),
+        smoothing=section.get_float("smoothing", 0.0),
+        remeasure_best=section.get_bool("remeasure_best", False),
     )
+    choices = {"proposal_rule": ("srbf", "argmax"), "stop_rule": ("stall", "epsilon", "none")}
+    for key, allowed in choices.items():
+        if getattr(settings, key) not in allowed:
+            raise section.error(
+                key, f"{getattr(settings, key)!r} is not one of {', '.join(allowed)}"
+            )
+    if settings.patience < 1:
+        raise section.error("patience", f"must be at least 1, got {settings.patience}")
+    if settings.smoothing < 0:
+        raise section.error("smoothing", f"must be 0 or more, got {settings.smoothing}")
     for key in ("epsilon", "max_evaluations", "max_gpu_hours", "max_wall_hours"):
         value = getattr(settings, key)
         if value is not None and value <= 0:

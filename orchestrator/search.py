@@ -29,6 +29,16 @@ from orchestrator.maximize import (
     maximize,
     proposal_rng,
 )
+from orchestrator.rules import (
+    DEFAULT_PATIENCE,
+    DEFAULT_WEIGHTS,
+    PROPOSAL_RULES,
+    SmoothedSpline,
+    epsilon_met,
+    srbf_candidates,
+    srbf_select,
+    stalled,
+)
 from orchestrator.space import SearchSpace
 from orchestrator.spline import PolyharmonicSpline, SplineFitError, affine_rank
 
@@ -50,8 +60,9 @@ class Proposal:
         Parameter values, ints as int, floats rounded to their step grid.
     predicted : float or None
         Spline prediction of the objective; None for initial-design points.
-    kind : {"initial", "incremental"}
-        Whether the point belongs to the initial design or maximizes the spline.
+    kind : {"initial", "incremental", "repeat"}
+        Whether the point belongs to the initial design, comes from the spline, or
+        re-measures the best point before the search stops (``remeasure_best``).
     on_boundary : dict
         Numeric parameters of a spline proposal that lie at a bound of the search box,
         mapped to "low" or "high". Such a flag hints that the range may be too narrow.
@@ -87,13 +98,35 @@ class Measurement:
 
 def _epsilon_rule(search: SplineSearch, measurement: Measurement) -> bool:
     """Stop when an incremental point's measurement is within epsilon of its prediction."""
-    if measurement.predicted is None:
+    return epsilon_met(measurement.value, measurement.predicted, search.epsilon)
+
+
+def _stall_rule(search: SplineSearch, measurement: Measurement) -> bool:
+    """Stop when recent predictions held, the best stalled and the spline promises no gain."""
+    sign = search.space.objective.sign
+    values = [sign * m.value for m in search.measurements]
+    predicted = [None if m.predicted is None else sign * m.predicted for m in search.measurements]
+    if not stalled(values, predicted, search.epsilon, search.patience):
         return False
-    return abs(measurement.value - measurement.predicted) < search.epsilon
+    gain = search.predicted_gain()
+    logger.info("stall rule: the spline predicts a gain of %.6g over the best", gain)
+    return gain < search.epsilon
+
+
+def _no_rule(search: SplineSearch, measurement: Measurement) -> bool:
+    """Never stop before max_evaluations."""
+    return False
 
 
 StopRule = Callable[["SplineSearch", Measurement], bool]
-STOP_RULES: dict[str, StopRule] = {"epsilon": _epsilon_rule}
+STOP_RULES: dict[str, StopRule] = {
+    "epsilon": _epsilon_rule,
+    "stall": _stall_rule,
+    "none": _no_rule,
+}
+# Maximizer settings of the stall rule's predicted gain, cheaper than a proposal's.
+_GAIN_SAMPLES_PER_LEVEL = 256
+_GAIN_LEVELS = 6
 
 
 @dataclass
@@ -115,8 +148,9 @@ class SplineSearch:
     Each combination of choice values has its own initial design (2d + 3 points, see
     :func:`orchestrator.design.initial_design`) and its own spline over the numeric
     parameters. ``ask`` first returns initial-design points that are neither measured
-    nor pending, then points that maximize the splines, the best over combinations.
-    Internally the objective is maximized; a ``minimize`` objective is negated.
+    nor pending, then spline proposals in the combination whose spline has the highest
+    maximum. Internally the objective is maximized; a ``minimize`` objective is negated.
+    The proposal and stopping rules are described in :mod:`orchestrator.rules`.
 
     Parameters
     ----------
@@ -127,16 +161,19 @@ class SplineSearch:
         for combination c, so proposals depend only on the seed, the proposal index and
         the history.
     epsilon : float
-        The ``epsilon`` stop rule ends the search when an incremental point's
-        measurement differs from its prediction by less than this (objective units).
+        Tolerance of the stop rules, in objective units: the ``epsilon`` rule ends the
+        search when an incremental point's measurement differs from its prediction by
+        less than this; the ``stall`` rule also uses it for improvement and gain.
     min_distance : float
         Minimum Euclidean distance in normalized [0, 1]^d coordinates between a
         spline proposal and every measured or pending point of its combination.
     max_evaluations : int or None
         Stop after this many measurements; ``ask`` never proposes more points than
         the remaining budget allows. None means no limit.
-    stop_rule : str
-        Name of the rule checked after each measurement; one of ``STOP_RULES``.
+    stop_rule : {"stall", "epsilon", "none"}
+        Rule checked after each measurement, see :mod:`orchestrator.rules`. ``stall``
+        (default) needs ``patience`` agreeing incremental points without improvement
+        and no predicted gain; ``epsilon`` stops at the first agreeing point.
     proposal_index : int
         Number of proposals made so far (all kinds); set it when rebuilding a search.
     complete_initial_design : bool
@@ -145,12 +182,27 @@ class SplineSearch:
         gets no initial-design points (used by the offline ``propose`` command).
     samples_per_level, levels : int
         Maximizer settings, see :func:`orchestrator.maximize.maximize`.
+    proposal_rule : {"srbf", "argmax"}
+        ``srbf`` (default) trades spline value against distance from measured points
+        with weights cycled from ``weights``; ``argmax`` proposes the spline maximum.
+    weights : sequence of float
+        Weights in [0, 1] of the spline value in the ``srbf`` score; incremental
+        proposal k uses ``weights[k % len(weights)]``.
+    patience : int
+        Number of recent incremental points the ``stall`` rule looks at.
+    smoothing : float
+        Regularization lambda >= 0 added to the spline's kernel diagonal; 0 (default)
+        interpolates, a positive value smooths noisy measurements.
+    remeasure_best : bool
+        If True, when the stop rule is met and the best point was measured once, the
+        search asks for that point again (kind ``"repeat"``) and stops only if the
+        mean of its measurements is still the best value; otherwise it goes on.
 
     Raises
     ------
     ValueError
         When ``max_evaluations`` is smaller than the complete initial design, or on an
-        unknown ``stop_rule``.
+        unknown ``stop_rule`` or ``proposal_rule`` or an invalid setting.
     """
 
     def __init__(
@@ -160,16 +212,34 @@ class SplineSearch:
         epsilon: float = 0.5,
         min_distance: float = 0.05,
         max_evaluations: int | None = 30,
-        stop_rule: str = "epsilon",
+        stop_rule: str = "stall",
         proposal_index: int = 0,
         complete_initial_design: bool = True,
         samples_per_level: int = DEFAULT_SAMPLES_PER_LEVEL,
         levels: int = DEFAULT_LEVELS,
+        proposal_rule: str = "srbf",
+        weights: tuple[float, ...] = DEFAULT_WEIGHTS,
+        patience: int = DEFAULT_PATIENCE,
+        smoothing: float = 0.0,
+        remeasure_best: bool = False,
     ):
         if stop_rule not in STOP_RULES:
             raise ValueError(
                 f"unknown stop_rule {stop_rule!r}; valid rules are {', '.join(STOP_RULES)}"
             )
+        if proposal_rule not in PROPOSAL_RULES:
+            raise ValueError(
+                f"unknown proposal_rule {proposal_rule!r}; valid rules are "
+                f"{', '.join(PROPOSAL_RULES)}"
+            )
+        if not weights or not all(0.0 <= w <= 1.0 for w in weights):
+            raise ValueError(
+                f"weights must be a non-empty list of values in [0, 1], got {weights}"
+            )
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience}")
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0, got {smoothing}")
         if min_distance < 0:
             raise ValueError(f"min_distance must be >= 0, got {min_distance}")
         self.space = space
@@ -182,6 +252,12 @@ class SplineSearch:
         self.complete_initial_design = complete_initial_design
         self.samples_per_level = samples_per_level
         self.levels = levels
+        self.proposal_rule = proposal_rule
+        self.weights = tuple(float(w) for w in weights)
+        self.patience = int(patience)
+        self.smoothing = float(smoothing)
+        self.remeasure_best = remeasure_best
+        self._repeat: dict[str, Any] | None = None
         self.combinations = space.combinations()
         self.design = initial_design(space)
         self.measurements: list[Measurement] = []
@@ -189,6 +265,7 @@ class SplineSearch:
         self._stop: str | None = None
 
         design_size = len(self.design) * len(self.combinations)
+        self._design_size = design_size
         if complete_initial_design and max_evaluations is not None:
             if max_evaluations < design_size:
                 raise ValueError(
@@ -257,29 +334,66 @@ class SplineSearch:
     def _check_stop(self, measurement: Measurement) -> None:
         if self._stop is not None:
             return
-        if STOP_RULES[self.stop_rule](self, measurement):
-            self._stop = self.stop_rule
-        elif self.max_evaluations is not None and len(self.measurements) >= self.max_evaluations:
+        if self._repeat is not None:
+            if measurement.params == self._repeat:
+                self._confirm_repeat()
+        elif STOP_RULES[self.stop_rule](self, measurement):
+            best = self.best()
+            if self.remeasure_best and best is not None and self._count(best[0]) < 2:
+                self._repeat = best[0]
+                logger.info(
+                    "stop rule %s met; re-measuring the best point %s first",
+                    self.stop_rule,
+                    best[0],
+                )
+            else:
+                self._stop = self.stop_rule
+        if (
+            self._stop is None
+            and self.max_evaluations is not None
+            and len(self.measurements) >= self.max_evaluations
+        ):
             self._stop = "max_evaluations"
         if self._stop is not None:
             logger.info(
                 "search stops (%s) after %d measurements", self._stop, len(self.measurements)
             )
 
+    def _confirm_repeat(self) -> None:
+        """Stop if the re-measured point is still the best; otherwise search on."""
+        incumbent, self._repeat = self._repeat, None
+        best = self.best()
+        if best is not None and best[0] == incumbent:
+            self._stop = self.stop_rule
+        else:
+            logger.info(
+                "re-measured point %s is no longer the best; the search goes on", incumbent
+            )
+
+    def _count(self, params: dict[str, Any]) -> int:
+        return sum(1 for m in self.measurements if m.params == params)
+
     def stop_reason(self) -> str | None:
-        """Return why the search stopped ("epsilon", "max_evaluations") or None.
+        """Return why the search stopped (the stop rule's name, "max_evaluations") or None.
 
         The first reason met is kept; later measurements do not clear it.
         """
         return self._stop
 
     def best(self) -> tuple[dict[str, Any], float] | None:
-        """Return the best measured point and its value, or None before any measurement."""
+        """Return the best measured point and its value, or None before any measurement.
+
+        A point measured more than once counts with the mean of its values.
+        """
         if not self.measurements:
             return None
+        groups: dict[tuple[tuple[str, Any], ...], list[float]] = {}
+        for m in self.measurements:
+            groups.setdefault(tuple(m.params.items()), []).append(m.value)
         sign = self.space.objective.sign
-        best = max(self.measurements, key=lambda m: sign * m.value)
-        return dict(best.params), best.value
+        key, values = max(groups.items(), key=lambda item: sign * float(np.mean(item[1])))
+        mean = values[0] if len(values) == 1 else float(np.mean(values))
+        return dict(key), mean
 
     # -- ask -----------------------------------------------------------------------
 
@@ -312,7 +426,10 @@ class SplineSearch:
         taken: dict[Combination, list[np.ndarray]] = {c: [] for c in self.combinations}
         for params in pending_params:
             taken[self.space.combination_of(params)].append(self.space.to_unit(params))
-        proposals = self._ask_initial(count, taken)
+        proposals: list[Proposal] = []
+        if self._repeat is not None and self._repeat not in pending_params and count > 0:
+            proposals.append(self._make_repeat(self._repeat))
+        proposals += self._ask_initial(count - len(proposals), taken)
 
         if len(proposals) == count:
             return proposals
@@ -370,7 +487,7 @@ class SplineSearch:
         ``splines`` contains the fits on measured points alone. A combination with
         believed points is refitted with them.
         """
-        best: tuple[float, np.ndarray, Combination] | None = None
+        best: tuple[float, np.ndarray, Combination, PolyharmonicSpline, np.ndarray] | None = None
         fitted = 0
         for number, combo in enumerate(self.combinations):
             spline = splines[combo]
@@ -395,8 +512,10 @@ class SplineSearch:
                 gradient=spline.gradient,
             )
             if result is not None and (best is None or result.value > best[0]):
-                best = (result.value, result.point, combo)
+                best = (result.value, result.point, combo, spline, excluded)
 
+        if best is not None and self.proposal_rule == "srbf":
+            best = self._srbf(*best)
         if best is None and fitted == 0:
             logger.info(
                 "no spline proposal yet: no choice combination has d + 1 = %d affinely "
@@ -411,11 +530,61 @@ class SplineSearch:
                 self.min_distance,
             )
             return None
-        value, point, combo = best
+        value, point, combo, _, _ = best
         taken[combo].append(point)
         believed[combo].append((point, value))
         predicted = self.space.objective.sign * value
         return self._make_proposal(point, combo, predicted, "incremental")
+
+    def _srbf(
+        self,
+        value: float,
+        point: np.ndarray,
+        combo: Combination,
+        spline: PolyharmonicSpline,
+        excluded: np.ndarray,
+    ) -> tuple[float, np.ndarray, Combination, PolyharmonicSpline, np.ndarray]:
+        """Replace the spline maximizer of ``combo`` by the best srbf candidate.
+
+        The candidates surround the maximizer and the best measured point of ``combo``.
+        If no candidate is admissible, the maximizer stays.
+        """
+        step = max(0, self.proposal_index - self._design_size)
+        weight = self.weights[step % len(self.weights)]
+        measured, values = self._pools[combo].arrays(self.space.dim)
+        centres = [point, measured[int(np.argmax(values))]]
+        number = self.combinations.index(combo)
+        rng = proposal_rng(self.seed, self.proposal_index, number, 1)
+        candidates = self.space.round_unit(srbf_candidates(centres, self.space.dim, rng))
+        chosen = srbf_select(spline, candidates, excluded, self.min_distance, weight)
+        if chosen is None:
+            return value, point, combo, spline, excluded
+        return chosen[1], chosen[0], combo, spline, excluded
+
+    def predicted_gain(self) -> float:
+        """Return how far the best spline maximum exceeds the best measured value.
+
+        Both are oriented so that larger is better. Combinations without a spline are
+        skipped; with none at all the gain is infinite.
+        """
+        best_measured = max(max(pool.values) for pool in self._pools.values() if pool.values)
+        best_predicted = -math.inf
+        for number, combo in enumerate(self.combinations):
+            spline = self._fit(combo, [])
+            if spline is None:
+                continue
+            result = maximize(
+                spline,
+                self.space.dim,
+                proposal_rng(self.seed, len(self.measurements), number, 2),
+                round_points=self.space.round_unit,
+                samples_per_level=_GAIN_SAMPLES_PER_LEVEL,
+                levels=_GAIN_LEVELS,
+                gradient=spline.gradient,
+            )
+            if result is not None:
+                best_predicted = max(best_predicted, result.value)
+        return best_predicted - best_measured
 
     def _fit(
         self, combo: Combination, extra: list[tuple[np.ndarray, float]]
@@ -428,10 +597,18 @@ class SplineSearch:
             points = np.vstack([points, [p for p, _ in extra]])
             values = np.concatenate([values, [v for _, v in extra]])
         try:
+            if self.smoothing > 0:
+                return SmoothedSpline(points, values, self.smoothing)
             return PolyharmonicSpline(points, values)
         except SplineFitError as exc:
             logger.warning("spline for choices %s not fitted: %s", combo, exc)
             return None
+
+    def _make_repeat(self, params: dict[str, Any]) -> Proposal:
+        proposal = Proposal(dict(params), None, "repeat", {}, self.proposal_index)
+        self.proposal_index += 1
+        logger.info("proposal %d (repeat): %s", proposal.index, params)
+        return proposal
 
     def _make_proposal(
         self, point: np.ndarray, combo: Combination, predicted: float | None, kind: str

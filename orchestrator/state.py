@@ -55,7 +55,7 @@ class Trial:
     @property
     def is_search_point(self) -> bool:
         """Whether the trial belongs to the search (not the final training after it)."""
-        return self.kind in ("initial", "incremental")
+        return self.kind in ("initial", "incremental", "repeat")
 
     @property
     def active(self) -> bool:

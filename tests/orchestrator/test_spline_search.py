@@ -73,7 +73,7 @@ def test_search_skips_measured_and_pending_initial_points():
 
 
 def test_search_loop_stops_by_epsilon_and_reports_best():
-    search = SplineSearch(_space(), seed=3, epsilon=0.5, max_evaluations=40)
+    search = SplineSearch(_space(), seed=3, epsilon=0.5, max_evaluations=40, stop_rule="epsilon")
     proposals = _run(search, 40)
     assert search.stop_reason() == "epsilon"
     assert len(proposals) < 40
@@ -87,7 +87,9 @@ def test_search_loop_stops_by_epsilon_and_reports_best():
 
 
 def test_search_minimize_direction():
-    search = SplineSearch(_space("minimize"), seed=1, epsilon=0.5, max_evaluations=40)
+    search = SplineSearch(
+        _space("minimize"), seed=1, epsilon=0.5, max_evaluations=40, stop_rule="epsilon"
+    )
     proposals = _run(search, 40, objective=lambda p: -_accuracy(p))
     assert search.stop_reason() == "epsilon"
     params, value = search.best()
@@ -97,7 +99,7 @@ def test_search_minimize_direction():
 
 
 def test_search_epsilon_rule_only_for_incremental_points():
-    search = SplineSearch(_space(), epsilon=0.5)
+    search = SplineSearch(_space(), epsilon=0.5, stop_rule="epsilon")
     params = {"c1": 40, "phi": 1.2, "lr": 0.01}
     search.tell(params, 50.0)
     assert search.stop_reason() is None
