@@ -245,3 +245,42 @@ def test_cli_run_refuses_existing_experiment(tmp_path):
     assert second.returncode == 2
     assert "already holds an experiment" in second.stderr
     assert (tmp_path / "run" / "journal.jsonl").read_bytes() == journal_before
+
+
+def test_experiment_search_rules_reach_search(tmp_path):
+    from orchestrator.experiment import load_experiment
+
+    text = EXPERIMENT.replace(
+        "search: {seed: 3,",
+        "search: {proposal_rule: argmax, stop_rule: epsilon, patience: 2, smoothing: 0.1,"
+        " remeasure_best: true, weights: [1.0, 0.5], seed: 3,",
+    )
+    (tmp_path / "exp.yaml").write_text(text)
+    arguments = load_experiment(tmp_path / "exp.yaml").search.search_arguments()
+    assert arguments["proposal_rule"] == "argmax"
+    assert arguments["stop_rule"] == "epsilon"
+    assert arguments["patience"] == 2
+    assert arguments["smoothing"] == 0.1
+    assert arguments["remeasure_best"] is True
+    assert arguments["weights"] == (1.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ("proposal_rule: best", "'best' is not one of srbf, argmax"),
+        ("stop_rule: soon", "'soon' is not one of stall, epsilon, none"),
+        ("weights: [1.5]", "each weight must be a number in"),
+        ("patience: 0", "must be at least 1"),
+        ("remeasure_best: yes please", "expected true or false"),
+    ],
+)
+def test_experiment_bad_search_rule(tmp_path, setting, message):
+    from launch.config import ConfigError
+    from orchestrator.experiment import load_experiment
+
+    (tmp_path / "exp.yaml").write_text(
+        EXPERIMENT.replace("search: {seed: 3,", f"search: {{{setting}, seed: 3,")
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(tmp_path / "exp.yaml")
