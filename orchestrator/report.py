@@ -39,6 +39,7 @@ from orchestrator.report_figures import (
 )
 from orchestrator.report_render import Figure, render_html, render_markdown
 from orchestrator.report_sections import build_blocks, combo_slug
+from orchestrator.report_table import final_rows
 from orchestrator.search import SplineSearch
 from orchestrator.space import SearchSpace
 
@@ -89,6 +90,7 @@ class ReportInput:
     prediction_note: str = (
         "The search predicted the value of each incremental point before it was measured."
     )
+    final_table: tuple[list[str], list[list[str]]] | None = None
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -116,10 +118,13 @@ def load_experiment_dir(directory: Path) -> tuple[ReportInput, str | None]:
     )
     state = st.ExperimentState.from_events(events)
     order = {trial_id: n for n, (trial_id, _, _) in enumerate(state.measurements, start=1)}
+    # Final runs may lie outside the search box (scaled widths) and are not spline points.
     points = [
         _trial_point(experiment.space, trial, order.get(trial.trial_id))
         for trial in state.trials.values()
+        if trial.is_search_point
     ]
+    final_table = final_rows(state, experiment.space) if state.final_trials() else None
     if state.stop_reason:
         status = f"stopped ({state.stop_reason})"
     elif state.active_trials():
@@ -136,6 +141,7 @@ def load_experiment_dir(directory: Path) -> tuple[ReportInput, str | None]:
         seed=experiment.search.seed,
         status=status,
         pairs=[],
+        final_table=final_table,
     )
     return report_input, state.stop_reason
 

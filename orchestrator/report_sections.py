@@ -63,6 +63,7 @@ def build_blocks(
     blocks += _points(report_input)
     blocks += _convergence(report_input, drawn)
     blocks += _cost(report_input)
+    blocks += _final(report_input)
     for analysis in analyses:
         blocks += _combo_section(report_input.space, analysis, drawn)
     return blocks
@@ -176,6 +177,21 @@ def _convergence(report_input: ReportInput, drawn: dict[str, Any]) -> list[Block
             text += f", {verdict} epsilon = {epsilon:g}"
         text += "."
     return [*blocks, Paragraph(text)]
+
+
+def _final(report_input: ReportInput) -> list[Block]:
+    if report_input.final_table is None:
+        return []
+    header, rows = report_input.final_table
+    return [
+        Heading("Final training"),
+        Paragraph(
+            "The chosen configuration trained on the whole training split after the search, "
+            "next to the best search point; scale multiplies the width parameters. GMACs are "
+            "multiply-adds per image in billions."
+        ),
+        Table(header, rows),
+    ]
 
 
 def _cost(report_input: ReportInput) -> list[Block]:

@@ -123,8 +123,8 @@ def format_status(state: st.ExperimentState, space: SearchSpace) -> str:
     return "\n".join(lines)
 
 
-def format_final(state: st.ExperimentState, space: SearchSpace) -> str:
-    """Return the final and fine-tuning runs next to the best search point."""
+def final_rows(state: st.ExperimentState, space: SearchSpace) -> tuple[list[str], list[list[str]]]:
+    """Return the header and rows of the final runs, after the best search point."""
     names = [p.name for p in space.parameters]
     best = _best(state, space.objective.direction == "maximize")
     header = [
@@ -149,7 +149,7 @@ def format_final(state: st.ExperimentState, space: SearchSpace) -> str:
         result = trial.result or {}
         share = trial.overrides.get("data", {}).get("train_fraction")
         macs = result.get("macs") or {}
-        flops = [macs.get(size) for size in ("224", "256")]
+        giga_macs = [macs[size] / 1e9 if macs.get(size) else None for size in ("224", "256")]
         rows.append(
             [
                 trial.trial_id,
@@ -160,11 +160,17 @@ def format_final(state: st.ExperimentState, space: SearchSpace) -> str:
                 _format_value(share),
                 _format_value(result.get("top1")),
                 _format_value(result.get("top5")),
-                *(_format_value(f / 1e9 if f else None) for f in flops),
+                *(_format_value(value) for value in giga_macs),
                 _format_value(result.get("num_params")),
                 _format_value(result.get("gpu_hours")),
                 _format_value(result.get("wall_s")),
                 _format_value(result.get("epochs")),
             ]
         )
+    return header, rows
+
+
+def format_final(state: st.ExperimentState, space: SearchSpace) -> str:
+    """Return the final and fine-tuning runs next to the best search point."""
+    header, rows = final_rows(state, space)
     return _table(header, rows)

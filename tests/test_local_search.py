@@ -126,6 +126,19 @@ def _check_final(tmp_path, env, state):
     assert final_result["epochs"] == 2
     assert "final" in completed.stdout
     assert "finetune" in completed.stdout
+    report = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "report", "run", "--out", "report"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "## Final training" in markdown
+    assert f"| {final.trial_id} | final | done |" in markdown
+    assert f"| {tune.trial_id} | finetune | done |" in markdown
 
     # A scale whose memory estimate exceeds the site's GPU memory is an error that
     # names the largest factor that fits.
