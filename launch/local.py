@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,9 +123,17 @@ class LocalBackend(Backend):
         # environment is set around the submission and restored afterwards.
         saved = {key: os.environ.get(key) for key in self._environment()}
         os.environ.update(self._environment())
+        # A Ctrl-C in the controller's terminal reaches its whole process group. Jobs
+        # started while SIGINT is ignored inherit that, so they keep training and the
+        # resumed controller collects them.
+        previous_sigint = None
+        if threading.current_thread() is threading.main_thread():
+            previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             job = executor.submit(TrialEntry(spec_path))
         finally:
+            if previous_sigint is not None:
+                signal.signal(signal.SIGINT, previous_sigint)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

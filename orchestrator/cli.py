@@ -11,10 +11,11 @@ from pathlib import Path
 from launch.allocation import slurm_allocation_end
 from launch.base import LaunchError
 from launch.config import ConfigError
-from launch.site import SiteProfile, load_site, make_backend
+from launch.site import load_site, make_backend
+from launch.validate import SpecValidationError
 from orchestrator import final, propose, report
 from orchestrator import state as st
-from orchestrator.controller import Controller
+from orchestrator.controller import CANCEL_MARKER, Controller
 from orchestrator.experiment import Experiment, experiment_from_text, load_experiment
 from orchestrator.journal import JournalError, read_journal
 from orchestrator.lease import LeaseHeldError
@@ -83,13 +84,26 @@ def _deadline(args: argparse.Namespace) -> float | None:
     return min(deadlines) if deadlines else None
 
 
+def _validate(controller: Controller) -> None:
+    try:
+        controller.validate_design()
+    except SpecValidationError as exc:
+        raise UsageError(
+            f"the jobs would reject this experiment: {exc}; fix the model or training "
+            "section of the experiment file"
+        ) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment)
     site = load_site(args.site)
     backend = make_backend(site)
     directory = _experiment_dir(args, experiment)
+    deadline = _deadline(args)
+    controller = Controller(directory, experiment, site, backend, deadline=deadline)
+    _validate(controller)
     if args.dry_run:
-        return _dry_run(experiment, site, backend, directory)
+        return _dry_run(controller)
     if (directory / "journal.jsonl").exists():
         raise UsageError(
             f"{directory} already holds an experiment; use "
@@ -107,14 +121,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         site.backend,
     )
     _prepare_data(experiment)
-    controller = Controller(directory, experiment, site, backend, deadline=_deadline(args))
-    controller.start(None)
+    controller.start(None, header={"base": str(Path(args.experiment).resolve().parent)})
     return _finish(controller)
 
 
 def _finish(controller: Controller) -> int:
     reason = controller.run()
     print(format_summary(controller.state, controller.experiment.space))
+    if not controller.state.measurements and reason != "allocation_ending":
+        print(
+            "error: no point was measured; see the trials' logs with 'spline-nas status "
+            f"{controller.directory}'",
+            file=sys.stderr,
+        )
+        return 1
     if reason == "allocation_ending":
         print(
             f"\nstopped before the allocation ends; continue with: "
@@ -123,9 +143,8 @@ def _finish(controller: Controller) -> int:
     return 0
 
 
-def _dry_run(experiment: Experiment, site: SiteProfile, backend, directory: Path) -> int:
+def _dry_run(controller: Controller) -> int:
     # Building a Controller creates no files, so the script names the real trial folder.
-    controller = Controller(directory, experiment, site, backend)
     proposal = controller.search.ask(count=1)[0]
     trial = st.Trial(
         "t0000",
@@ -136,7 +155,7 @@ def _dry_run(experiment: Experiment, site: SiteProfile, backend, directory: Path
         time.time(),
     )
     spec = controller.build_spec(trial)
-    print(backend.render(spec).rstrip("\n"))
+    print(controller.backend.render(spec).rstrip("\n"))
     return 0
 
 
@@ -145,7 +164,9 @@ def _load_directory(directory: Path) -> tuple[Experiment, list[dict]]:
         raise UsageError(f"experiment directory {directory} not found")
     events = read_journal(directory / "journal.jsonl")
     text = (directory / "experiment.yaml").read_text(encoding="utf-8")
-    experiment = experiment_from_text(text, str(directory / "experiment.yaml"), directory)
+    # Relative data paths resolve against the folder of the original experiment file.
+    base = Path(events[0].get("base", directory))
+    experiment = experiment_from_text(text, str(directory / "experiment.yaml"), base)
     return experiment, events
 
 
@@ -153,13 +174,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     experiment, events = _load_directory(directory)
     site = load_site(args.site) if args.site else load_site(str(directory / "site.yaml"))
-    _setup_logging(args.verbose, directory / "controller.log")
-    logger.info("resuming %s from %d journal events", directory.resolve(), len(events))
-    _prepare_data(experiment)
     controller = Controller(
         directory, experiment, site, make_backend(site), deadline=_deadline(args)
     )
-    controller.start(events)
+    controller.lease.acquire()
+    # The file log starts only once the lease is ours, so a refused second controller
+    # writes nothing into the experiment.
+    _setup_logging(args.verbose, directory / "controller.log")
+    logger.info("resuming %s from %d journal events", directory.resolve(), len(events))
+    _prepare_data(experiment)
+    controller.start(events, lease_held=True)
     return _finish(controller)
 
 
@@ -181,14 +205,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         raise UsageError(f"trial {args.trial} not found in {directory}")
     trials = [state.trials[args.trial]] if args.trial else state.active_trials(False)
     for trial in trials:
+        if not (trial.job_id and trial.active):
+            print(f"trial {trial.trial_id} has no running job ({trial.state}); nothing to cancel")
+            continue
         if trial.job_id and trial.active:
             if hasattr(backend, "attach"):
                 spec_path = directory / "trials" / trial.trial_id / "spec.json"
                 backend.attach(trial.job_id, {"trial_dir": str(spec_path.parent)})
+            (directory / "trials" / trial.trial_id / CANCEL_MARKER).touch()
             backend.cancel(trial.job_id)
             print(f"cancelled job {trial.job_id} of trial {trial.trial_id}")
-    # NOTE: cancellation is not journaled here because a running controller owns the
-    # journal; the controller records the jobs as cancelled when it next polls them.
+    # A running controller owns the journal, so cancel leaves a marker file in the trial
+    # folder; the controller records the trial as cancelled when its job has ended.
     return 0
 
 
@@ -301,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except BrokenPipeError:
+        # The reader of our output (such as `head`) went away; that is not an error.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted; resume with 'spline-nas resume DIR'", file=sys.stderr)
         return 130

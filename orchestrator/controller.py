@@ -43,6 +43,8 @@ _MAX_LAUNCH_FAILURES = 5
 # NOTE: the memory estimate covers what torch allocates, not the CUDA context and the
 # NCCL buffers; this allowance for them is an estimate, not a measurement.
 CUDA_CONTEXT_GB = 1.0
+# File in a trial folder that 'spline-nas cancel' writes so the controller does not retry.
+CANCEL_MARKER = "cancelled"
 # NOTE: walltime expiries and preemptions resume from a checkpoint and are not failures,
 # but a trial that never gets past one (say, a checkpoint that cannot be written) must
 # not be resubmitted forever; 50 allocations is far beyond any planned chaining.
@@ -117,6 +119,25 @@ class Controller:
         for section, values in trial.overrides.items():
             spec[section].update(values)
         return spec
+
+    def validate_trial(self, trial: st.Trial) -> None:
+        """Raise SpecValidationError if the jobs would reject this trial's spec.
+
+        Custom backends may run models the job package does not know, so they are not
+        checked.
+        """
+        if self.site.backend == "custom":
+            return
+        from launch.validate import validate_spec
+
+        validate_spec(self.build_spec(trial))
+
+    def validate_design(self) -> None:
+        """Check the specs of every initial-design point before anything is submitted."""
+        search = self._new_search()
+        for proposal in search.ask(count=10_000):
+            trial = st.Trial("check", proposal.params, proposal.kind, None, {}, time.time())
+            self.validate_trial(trial)
 
     def _write_spec(self, spec: dict[str, Any]) -> None:
         trial_dir = Path(spec["trial_dir"])
@@ -370,6 +391,20 @@ class Controller:
         )
 
     def _handle_status(self, trial: st.Trial, status: JobStatus) -> None:
+        if (
+            not status.state.is_active
+            and (self._trial_dir(trial.trial_id) / CANCEL_MARKER).exists()
+        ):
+            self._record(
+                {
+                    "event": "trial_final",
+                    "trial_id": trial.trial_id,
+                    "state": st.CANCELLED,
+                    "reason": "cancelled with 'spline-nas cancel'",
+                }
+            )
+            logger.warning("trial %s was cancelled; it will not be retried", trial.trial_id)
+            return
         if status.state.is_active:
             self._finished_since.pop(trial.trial_id, None)
             return
@@ -381,6 +416,14 @@ class Controller:
         if status.state == JobState.UNKNOWN and time.time() - first < self.site.result_grace_s:
             return
         self._finished_since.pop(trial.trial_id, None)
+        if status.state == JobState.COMPLETED:
+            path = self.results_dir / f"{trial.trial_id}.json"
+            status = JobStatus(
+                JobState.FAILED,
+                reason=f"job completed but its result file {path} did not appear within "
+                f"{self.site.result_grace_s:.0f} s",
+                exit_code=status.exit_code,
+            )
         self._end_attempt(trial, status, _classify(status))
 
     def _end_attempt(self, trial: st.Trial, status: JobStatus, classification: str) -> None:
@@ -446,19 +489,27 @@ class Controller:
 
     # -- main loop ---------------------------------------------------------------------
 
-    def start(self, events: list[dict[str, Any]] | None, resume_event: str = "resume") -> None:
+    def start(
+        self,
+        events: list[dict[str, Any]] | None,
+        resume_event: str = "resume",
+        header: dict[str, Any] | None = None,
+        lease_held: bool = False,
+    ) -> None:
         """Acquire the lease and create or resume the journal.
 
         A "resume" event clears the recorded stop reason, so that the search loop
         re-evaluates its stop rules; the final run records "final_start" instead.
         """
-        self.lease.acquire()
+        if not lease_held:
+            self.lease.acquire()
         if events is None:
             self.journal.create(
                 {
                     "experiment": self.experiment.name,
                     "site": self.site.name,
                     "seed": self.experiment.search.seed,
+                    **(header or {}),
                 }
             )
         else:

@@ -54,7 +54,10 @@ def parse_params(text: str, space: SearchSpace) -> dict[str, Any]:
     missing = [name for name in space.names if name not in params]
     if missing:
         raise FinalError(f"--params is missing {missing}; give every search parameter")
-    return params
+    try:
+        return space.check_params(params)
+    except ValueError as exc:
+        raise FinalError(f"--params: {exc}; give a point inside the search box") from None
 
 
 def scale_widths(
@@ -168,17 +171,23 @@ class FinalRun:
         existing = [t for t in state.final_trials() if t.kind == FINAL]
         last = existing[-1] if existing else None
         if last is not None and not args.new and last.state not in (st.FAILED, st.CANCELLED):
-            logger.info(
-                "continuing final run %s (%s); pass --new for another one",
-                last.trial_id,
-                last.state,
-            )
+            tunes = [
+                t
+                for t in state.final_trials()
+                if t.kind == FINETUNE and t.trial_id > last.trial_id
+            ]
+            continuing = last.active or any(t.active for t in tunes)
+            fine_tune_next = last.state == st.DONE and args.fine_tune_epochs and not tunes
+            if not (continuing or fine_tune_next):
+                raise FinalError(
+                    f"final run {last.trial_id} already ended ({last.state}); pass --new to "
+                    "train another configuration, or see it with 'spline-nas status'"
+                )
+            logger.info("continuing final run %s (%s)", last.trial_id, last.state)
             return
         space = self.controller.experiment.space
         base = parse_params(args.params, space) if args.params else self._best_params()
         names = width_parameters(space, args.scale_params)
-        if args.scale <= 0:
-            raise FinalError(f"--scale must be positive, got {args.scale}")
         params = scale_widths(space, base, args.scale, names) if args.scale != 1.0 else base
         overrides: dict[str, dict[str, Any]] = {"data": {"train_fraction": 1.0}}
         if args.epochs is not None:
@@ -193,6 +202,7 @@ class FinalRun:
             overrides=overrides,
             scale=args.scale,
         )
+        self._validate(trial)
         self._check_memory(trial, args.scale, base, names)
         self.controller._record(
             {
@@ -215,6 +225,14 @@ class FinalRun:
             args.scale,
             base,
         )
+
+    def _validate(self, trial: st.Trial) -> None:
+        from launch.validate import SpecValidationError
+
+        try:
+            self.controller.validate_trial(trial)
+        except SpecValidationError as exc:
+            raise FinalError(f"the job would reject the final run: {exc}") from None
 
     def _plan_finetune(self, final: st.Trial, epochs: int, lr: float) -> None:
         checkpoints = sorted(
@@ -246,6 +264,7 @@ class FinalRun:
 
     def run(self, args: argparse.Namespace) -> str:
         """Run the final trial, then the fine-tuning trial if asked; return the outcome."""
+        check_arguments(args)
         self.plan(args)
         while True:
             finals = self.controller.state.final_trials()
@@ -259,6 +278,18 @@ class FinalRun:
             if not active:
                 return final.state if not tunes else tunes[-1].state
             self.controller.drive(active)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Reject option values that no final run can use, before anything is recorded."""
+    if not math.isfinite(args.scale) or args.scale <= 0:
+        raise FinalError(f"--scale must be a positive number, got {args.scale}")
+    if args.epochs is not None and args.epochs < 1:
+        raise FinalError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.fine_tune_epochs < 0:
+        raise FinalError(f"--fine-tune-epochs must be 0 or more, got {args.fine_tune_epochs}")
+    if not math.isfinite(args.fine_tune_lr) or args.fine_tune_lr <= 0:
+        raise FinalError(f"--fine-tune-lr must be a positive number, got {args.fine_tune_lr}")
 
 
 def final_dir(controller: Controller, trial: st.Trial) -> Path:

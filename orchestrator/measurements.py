@@ -52,7 +52,7 @@ def read_measurements(path: str | Path, space: SearchSpace) -> list[tuple[dict[s
         message names the file and the line.
     """
     try:
-        with open(path, newline="", encoding="utf-8") as stream:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
             return _read_rows(path, csv.reader(stream), space)
     except FileNotFoundError:
         raise MeasurementError(path, None, "file not found; check the path") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.journal import JournalError
+
 # Trial states. "created" and "submitted" are active; the rest are final.
 CREATED = "created"
 SUBMITTED = "submitted"
@@ -85,8 +87,15 @@ class ExperimentState:
     @classmethod
     def from_events(cls, events: list[dict[str, Any]]) -> ExperimentState:
         state = cls()
-        for event in events:
-            state.apply(event)
+        for number, event in enumerate(events, start=1):
+            try:
+                state.apply(event)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise JournalError(
+                    f"journal line {number} ({event.get('event')!r} event) does not fit the "
+                    f"events before it: {type(exc).__name__}: {exc}; restore the journal "
+                    "from a backup or remove that line"
+                ) from None
         return state
 
     def apply(self, event: dict[str, Any]) -> None:

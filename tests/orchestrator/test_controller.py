@@ -284,3 +284,96 @@ def test_experiment_bad_search_rule(tmp_path, setting, message):
     )
     with pytest.raises(ConfigError, match=message):
         load_experiment(tmp_path / "exp.yaml")
+
+
+def test_resume_keeps_relative_data_root(tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "imgs").mkdir(parents=True)
+    (conf / "exp.yaml").write_text(EXPERIMENT.replace("root: /tmp", "root: imgs"))
+    _setup(tmp_path)
+    crashed = _cli(
+        tmp_path,
+        "run",
+        "conf/exp.yaml",
+        "--site",
+        "site.yaml",
+        "--dir",
+        "runs/E",
+        env_extra={KILL_BEFORE_EVENT_ENV: "6"},
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    _wait_for_jobs(tmp_path / "runs" / "E")
+    resumed = _cli(tmp_path, "resume", "runs/E")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    roots = {
+        json.loads(p.read_text())["data"]["root"]
+        for p in (tmp_path / "runs" / "E" / "trials").glob("*/spec.json")
+    }
+    assert roots == {str(conf / "imgs")}
+
+
+def test_cancelled_trial_is_not_retried(tmp_path):
+    _setup(tmp_path)
+    site = (tmp_path / "site.yaml").read_text().replace("delay_s: 0.05", "delay_s: 10")
+    (tmp_path / "site.yaml").write_text(site)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SUPPORT), str(REPO)]))
+    controller = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "run",
+            "exp.yaml",
+            "--site",
+            "site.yaml",
+            "--dir",
+            "run",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    journal = tmp_path / "run" / "journal.jsonl"
+    marker = '"event":"submitted","trial_id":"t0000"'
+    while not journal.exists() or marker not in journal.read_text():
+        assert time.time() < deadline, "trial t0000 was never submitted"
+        time.sleep(0.1)
+    cancelled = _cli(tmp_path, "cancel", "run", "t0000")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "cancelled job" in cancelled.stdout
+    # The controller notices the ended job, records the cancellation and moves on.
+    while '"state":"cancelled"' not in journal.read_text():
+        assert time.time() < deadline + 60, "the cancellation was never recorded"
+        time.sleep(0.2)
+    time.sleep(1)
+    controller.kill()
+    controller.communicate(timeout=60)
+    state = ExperimentState.from_events(read_journal(journal))
+    assert state.trials["t0000"].state == "cancelled"
+    assert len(state.trials["t0000"].attempts) == 1
+    assert "t0001" in state.trials
+
+
+def test_journal_content_error_names_line(tmp_path):
+    _setup(tmp_path)
+    assert _cli(tmp_path, "run", "exp.yaml", "--site", "site.yaml", "--dir", "run").returncode == 0
+    path = tmp_path / "run" / "journal.jsonl"
+    lines = path.read_text().splitlines()
+    lines.insert(3, '{"event":"result","trial_id":"t9999","value":1}')
+    path.write_text("\n".join(lines) + "\n")
+    status = _cli(tmp_path, "status", "run")
+    assert status.returncode == 2
+    assert "journal line 4 ('result' event)" in status.stderr
+
+
+def test_run_rejects_unknown_model_before_submitting(tmp_path):
+    (tmp_path / "exp.yaml").write_text(
+        EXPERIMENT.replace("model: {name: quadratic}", "model: {name: resnet99}")
+    )
+    completed = _cli(tmp_path, "run", "exp.yaml", "--site", "local", "--dir", "run")
+    assert completed.returncode == 2
+    assert "unknown model 'resnet99'" in completed.stderr
+    assert not (tmp_path / "run").exists()

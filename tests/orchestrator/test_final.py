@@ -187,3 +187,36 @@ def test_scale_widths_rounds_to_legal_values():
 def test_largest_fitting_scale_bisects():
     assert largest_fitting_scale(lambda f: f <= 2.5, 4.0) == pytest.approx(2.49, abs=0.02)
     assert largest_fitting_scale(lambda f: False, 4.0) is None
+
+
+def test_final_again_needs_new(searched):
+    controller = _controller(searched)
+    try:
+        assert FinalRun(controller, memory_estimate=lambda spec: 1.0).run(_args()) == "done"
+        with pytest.raises(FinalError, match="already ended .*pass --new"):
+            FinalRun(controller, memory_estimate=lambda spec: 1.0).run(_args(scale=2.0))
+        assert (
+            FinalRun(controller, memory_estimate=lambda spec: 1.0).run(_args(scale=2.0, new=True))
+            == "done"
+        )
+    finally:
+        controller.close()
+    state = ExperimentState.from_events(read_journal(searched / "journal.jsonl"))
+    assert [t.scale for t in state.final_trials()] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"epochs": 0}, "--epochs must be at least 1"),
+        ({"scale": float("nan")}, "--scale must be a positive number"),
+        ({"fine_tune_epochs": -1}, "--fine-tune-epochs must be 0 or more"),
+    ],
+)
+def test_final_rejects_bad_options(searched, changes, message):
+    controller = _controller(searched)
+    try:
+        with pytest.raises(FinalError, match=message):
+            FinalRun(controller, memory_estimate=lambda spec: 1.0).run(_args(**changes))
+    finally:
+        controller.close()
