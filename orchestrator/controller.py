@@ -6,8 +6,8 @@ measured point nor pays for one twice:
 
 * a trial is journaled before its spec is written and before it is submitted;
 * ``submit_intent`` is journaled before the scheduler is called, and ``submitted`` with
-  the job id right after. After a crash between the two, resume asks the backend which
-  jobs it started for that trial (``find_jobs``) before it resubmits.
+  the job id right after. After a crash between the two, resume queries the backend for
+  the jobs it started for that trial (``find_jobs``) before it resubmits.
 * a result is journaled before the spline is told about it.
 """
 
@@ -41,13 +41,13 @@ _BACKOFF_CAP_S = 600.0
 # larger allowance than training errors before the trial is given up.
 _MAX_LAUNCH_FAILURES = 5
 # NOTE: the memory estimate covers what torch allocates, not the CUDA context and the
-# NCCL buffers; this allowance for them is an estimate, not a measurement.
+# NCCL buffers. This allowance for them is an estimate, not a measurement.
 CUDA_CONTEXT_GB = 1.0
 # File in a trial folder that 'spline-nas cancel' writes so the controller does not retry.
 CANCEL_MARKER = "cancelled"
-# NOTE: walltime expiries and preemptions resume from a checkpoint and are not failures,
-# but a trial that never gets past one (say, a checkpoint that cannot be written) must
-# not be resubmitted forever; 50 allocations is far beyond any planned chaining.
+# NOTE: walltime expiries and preemptions resume from a checkpoint and are not failures.
+# A trial that never gets past one (say, a checkpoint that cannot be written) must not be
+# resubmitted forever, and 50 allocations is far beyond any planned chaining.
 _MAX_REQUEUES = 50
 
 

@@ -173,18 +173,24 @@ def test_controller_survives_faults(tmp_path):
         classes = [a.classification for a in trial.attempts if a.classification]
         seen.add(fault)
         if fault is None:
-            assert trial.state == "done" and classes == []
+            assert trial.state == "done"
+            assert classes == []
         elif fault == "oom":
-            assert trial.state == "infeasible" and classes == ["infeasible"]
+            assert trial.state == "infeasible"
+            assert classes == ["infeasible"]
         elif fault == "diverged":
             assert trial.state == "diverged"
         elif fault == "timeout":
-            assert trial.state == "done" and classes == ["requeue"]
-            assert trial.requeues == 1 and trial.failures == 0
+            assert trial.state == "done"
+            assert classes == ["requeue"]
+            assert trial.requeues == 1
+            assert trial.failures == 0
         elif fault == "launch":
-            assert trial.state == "done" and classes == ["launch_failure"]
+            assert trial.state == "done"
+            assert classes == ["launch_failure"]
         elif fault == "train_error":
-            assert trial.state == "done" and classes == ["training_error"]
+            assert trial.state == "done"
+            assert classes == ["training_error"]
             assert trial.failures == 1
     assert len(seen - {None}) >= 4, seen
     assert state.stop_reason is not None
