@@ -10,7 +10,7 @@
 #
 # What it does:
 #   1. apt-get installs slurmctld slurmd slurm-client munge slurmdbd mariadb-server if a
-#      binary is missing (needs a prior `apt-get update`).
+#      binary is missing (after an `apt-get update`).
 #   2. Checks that `hostname` resolves to a 127.x address. Both fake nodes use that name
 #      with NodeAddr=127.0.0.1, and CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 #      binds every Slurm listener to that address instead of 0.0.0.0.
@@ -88,6 +88,8 @@ for binary in slurmctld slurmd slurmdbd sbatch munged mariadbd; do
 done
 if [ "$missing" -eq 1 ]; then
     log "installing Slurm, munge and MariaDB packages"
+    # A fresh machine may have no package lists yet.
+    apt-get update -q >&2 || die "apt-get update failed; check the output above"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         slurmctld slurmd slurm-client munge slurmdbd mariadb-server >&2 \
         || die "apt-get install failed; run 'apt-get update' first and check the output above"
