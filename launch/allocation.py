@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 def slurm_allocation_end(timeout_s: float = 20.0) -> float | None:
     """Return the end of the Slurm job this process runs in (epoch seconds), or None.
 
-    Reads SLURM_JOB_ID and asks ``squeue -o %e`` for the job's end time. Returns None
+    Reads SLURM_JOB_ID and queries ``squeue -o %e`` for the job's end time. Returns None
     outside an allocation, when squeue fails, or when the job has no time limit.
     """
     job_id = os.environ.get("SLURM_JOB_ID")

@@ -20,7 +20,7 @@ class JobState(enum.Enum):
     PREEMPTED = "preempted"
     NODE_FAIL = "node_fail"
     OUT_OF_MEMORY = "out_of_memory"
-    # The scheduler no longer knows the job (it left squeue/bjobs and no accounting row
+    # The scheduler no longer lists the job (it left squeue/bjobs and no accounting row
     # matches). Combined with a missing result file after a grace period it means lost.
     UNKNOWN = "unknown"
 
@@ -31,7 +31,7 @@ class JobState(enum.Enum):
 
 @dataclass(frozen=True)
 class JobStatus:
-    """A job's state plus what the scheduler said about it (exit code, reason, node)."""
+    """A job's state plus the scheduler's details about it (exit code, reason, node)."""
 
     state: JobState
     reason: str = ""

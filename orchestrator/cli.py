@@ -216,7 +216,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             backend.cancel(trial.job_id)
             print(f"cancelled job {trial.job_id} of trial {trial.trial_id}")
     # A running controller owns the journal, so cancel leaves a marker file in the trial
-    # folder; the controller records the trial as cancelled when its job has ended.
+    # folder. The controller records the trial as cancelled when its job has ended.
     return 0
 
 

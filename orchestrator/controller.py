@@ -8,7 +8,7 @@ measured point nor pays for one twice:
 * ``submit_intent`` is journaled before the scheduler is called, and ``submitted`` with
   the job id right after. After a crash between the two, resume queries the backend for
   the jobs it started for that trial (``find_jobs``) before it resubmits.
-* a result is journaled before the spline is told about it.
+* a result is journaled before it is added to the spline's measurements.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -605,7 +604,3 @@ def _classify(status: JobStatus) -> str:
     if state == JobState.CANCELLED:
         return "launch_failure"
     return "training_error"
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
